@@ -1,0 +1,119 @@
+/**
+ * The engine seam. The gateway talks to an engine only through these types;
+ * runtime/native_engine.ts implements them over the C library (the only code
+ * that touches FFI). A TensorRT-LLM adapter or an edge-mode forwarding engine
+ * implements the same interfaces. This file must not import FFI code.
+ */
+
+export type CachePolicy = "streaming" | "window" | "dense";
+export type BackendName = "cpu" | "cuda";
+
+/** Shape of a loaded model (mirrors ss_model_info). */
+export interface ModelInfo {
+  arch: "llama" | "mistral" | "qwen2";
+  dim: number;
+  hiddenDim: number;
+  nLayers: number;
+  nHeads: number;
+  nKvHeads: number;
+  headDim: number;
+  vocabSize: number;
+  /** Training context length (max_position_embeddings). */
+  maxSeqLen: number;
+  bosTokenId: number;
+  eosTokenId: number;
+  sourceDtype: "f32" | "f16" | "bf16";
+  ropeTheta: number;
+  rmsNormEps: number;
+  nParams: number;
+}
+
+/** Sampling settings of one sequence. */
+export interface SamplingOptions {
+  /** 0 = greedy. */
+  temperature?: number;
+  /** 0 = off. */
+  topK?: number;
+  /** 1 = off. */
+  topP?: number;
+  seed?: number | bigint;
+}
+
+/** Cache settings + initial sampling settings of a new sequence. */
+export interface SequenceOptions extends SamplingOptions {
+  policy?: CachePolicy;
+  /** Attention sinks (streaming only). Default 4. */
+  sinks?: number;
+  /** Cache capacity W in tokens, sinks and newest token included. Default: model maxSeqLen. */
+  window?: number;
+}
+
+/** Cache statistics of one sequence (mirrors ss_seq_stats). */
+export interface CacheStats {
+  policy: CachePolicy;
+  /** Tokens in the cache now. */
+  cached: number;
+  sinks: number;
+  /** Capacity W. */
+  window: number;
+  /** Tokens fed since creation. */
+  seen: number;
+  /** Tokens evicted since creation. */
+  evicted: number;
+  /** KV memory held now. */
+  bytes: number;
+}
+
+/** One item of a batched step: a prefill chunk or one decode token. */
+export interface StepItem {
+  seq: number;
+  tokens: ArrayLike<number>;
+  /** Sample the next token after the last one (default true). */
+  sample?: boolean;
+  /** Return the logits after the last token (default false). */
+  logits?: boolean;
+  /** Return log p(target | everything fed). */
+  target?: number;
+}
+
+export interface StepResult {
+  /** Sampled token, or -1 when sample was false. */
+  token: number;
+  logits?: Float32Array;
+  targetLogprob?: number;
+}
+
+/**
+ * A batched inference engine over many sequences. Calls must not overlap:
+ * await each step before the next call that changes state.
+ */
+export interface Engine extends Disposable {
+  readonly info: ModelInfo;
+  readonly backend: BackendName;
+  /** Max tokens in one step over all items. */
+  readonly maxBatchTokens: number;
+  createSequence(options?: SequenceOptions): number;
+  freeSequence(seq: number): void;
+  setSampling(seq: number, options: SamplingOptions): void;
+  stats(seq: number): CacheStats;
+  /** Stream indices of the cached tokens in cache order. */
+  cacheIndices(seq: number): number[];
+  /** One batched forward; runs off the event loop. */
+  step(items: StepItem[]): Promise<StepResult[]>;
+  close(): void;
+}
+
+/** Text <-> token ids. */
+export interface Tokenizer {
+  readonly vocabSize: number;
+  readonly bosId: number;
+  readonly eosId: number;
+  encode(text: string, options?: { bos?: boolean; eos?: boolean }): number[];
+  decode(ids: ArrayLike<number>): string;
+  /** Raw bytes of one token (for incremental, UTF-8-safe detokenisation). */
+  tokenBytes(id: number): Uint8Array;
+  /** Chat template from tokenizer_config.json, when the model has one. */
+  readonly chatTemplate?: string;
+  /** Special token strings by name, e.g. { bos_token: "<s>" }. */
+  readonly specialTokens: Record<string, string>;
+}
