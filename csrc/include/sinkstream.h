@@ -59,6 +59,11 @@ typedef enum ss_status {
 /* Last error message of the calling thread ("" when none). The pointer stays
  * valid until the next failing call on this thread. */
 SS_API const char *ss_last_error(void);
+/* The most recent error message recorded on ANY thread ("" when none), copied
+ * into storage of the calling thread (valid until its next call of this
+ * function). For bindings that run calls on worker threads and read the
+ * message afterwards on another thread. Additive since ABI 1. */
+SS_API const char *ss_last_error_global(void);
 /* Static name of a status code, e.g. "SS_ERR_FORMAT". */
 SS_API const char *ss_status_name(int status);
 /* SS_ABI_VERSION the library was built with. */
