@@ -1,0 +1,16 @@
+/**
+ * sinkstream public API: the engine seam types, the native engine over the C library,
+ * tokenizers and the incremental detokenizer, and the typed errors.
+ */
+export type * from "./runtime/types.ts";
+export * from "./runtime/errors.ts";
+export { ensureNativeLibrary, nativeLibraryPath, nativeLibraryStale } from "./runtime/ffi.ts";
+export {
+  createEngine,
+  type EngineOptions,
+  isBackendAvailable,
+  loadModel,
+  type LoadModelOptions,
+  Model,
+  NativeEngine,
+} from "./runtime/native_engine.ts";
