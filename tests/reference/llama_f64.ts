@@ -160,7 +160,8 @@ export function rope(v: Float64Array, headSize: number, pos: number): Float64Arr
 }
 
 export type RefPolicy =
-  | { kind: "streaming"; sinks: number; window: number }
+  /** reindex: false keeps ORIGINAL stream indices as positions (a deliberately wrong variant for sanity tests). */
+  | { kind: "streaming"; sinks: number; window: number; reindex?: boolean }
   | { kind: "window"; window: number }
   | { kind: "dense" };
 
@@ -211,7 +212,7 @@ export class RefSequence {
 
   /** RoPE position of cache entry j (cache order) when the cache holds n entries. */
   private position(j: number): number {
-    return this.policy.kind === "streaming" ? j : this.cache[j].index;
+    return this.policy.kind === "streaming" && this.policy.reindex !== false ? j : this.cache[j].index;
   }
 
   /** Feed one token; returns the logits after it. */
