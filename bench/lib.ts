@@ -1,0 +1,275 @@
+/**
+ * Shared pieces of the benchmark tools: a minimal Realtime (text subset) client session,
+ * percentiles, a Prometheus text parser, process-tree RSS, and the loopback-only guard.
+ */
+
+/** Benchmarks only ever talk to this machine. */
+export function assertLoopback(url: URL): void {
+  const host = url.hostname.replace(/^\[|\]$/g, "");
+  const loopback = host === "localhost" || host === "::1" || /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(host);
+  if (!loopback) {
+    throw new Error(
+      `refusing to benchmark ${url.host}: only loopback addresses (127.0.0.0/8, ::1) are allowed`,
+    );
+  }
+}
+
+/** The WebSocket URL of the realtime endpoint of a gateway at `base` (http:// or ws://). */
+export function realtimeUrl(base: URL): URL {
+  const u = new URL("/v1/realtime", base);
+  u.protocol = base.protocol === "https:" || base.protocol === "wss:" ? "wss:" : "ws:";
+  return u;
+}
+
+/** Nearest-rank percentile of an unsorted sample; NaN when empty. */
+export function percentile(values: number[], p: number): number {
+  if (values.length === 0) return NaN;
+  const sorted = [...values].sort((a, b) => a - b);
+  const rank = Math.min(sorted.length, Math.max(1, Math.ceil((p / 100) * sorted.length)));
+  return sorted[rank - 1];
+}
+
+export function mean(values: number[]): number {
+  return values.length === 0 ? NaN : values.reduce((a, b) => a + b, 0) / values.length;
+}
+
+export function fmt(value: number, digits = 2): string {
+  return Number.isFinite(value) ? value.toFixed(digits) : "n/a";
+}
+
+// deno-lint-ignore no-explicit-any
+export type ServerEvent = { type: string; [key: string]: any };
+
+/**
+ * One WebSocket session speaking the text subset of the Realtime API. Events are queued so a
+ * caller can `await next()` them in order; `onEvent` sees each one as it arrives (with its
+ * arrival time), which is where the latency measurements are taken.
+ */
+export class RealtimeSession {
+  readonly ws: WebSocket;
+  readonly opened: Promise<void>;
+  readonly closed: Promise<CloseEvent>;
+  onEvent: ((event: ServerEvent, at: number) => void) | null = null;
+  private queue: ServerEvent[] = [];
+  private waiters: { resolve: (e: ServerEvent) => void; reject: (e: Error) => void }[] = [];
+  private closeError: Error | null = null;
+  private seq = 0;
+
+  constructor(url: URL, apiKey?: string) {
+    const protocols = ["realtime"];
+    if (apiKey) protocols.push(`openai-insecure-api-key.${apiKey}`);
+    this.ws = new WebSocket(url, protocols);
+    this.opened = new Promise((resolve, reject) => {
+      this.ws.addEventListener("open", () => resolve(), { once: true });
+      this.ws.addEventListener("error", () => reject(new Error(`websocket to ${url} failed`)), {
+        once: true,
+      });
+    });
+    this.opened.catch(() => {}); // observed by callers that care
+    this.closed = new Promise((resolve) => {
+      this.ws.addEventListener("close", (ev) => {
+        this.closeError = new Error(`websocket closed (${ev.code}${ev.reason ? `: ${ev.reason}` : ""})`);
+        for (const w of this.waiters.splice(0)) w.reject(this.closeError);
+        resolve(ev);
+      });
+    });
+    this.ws.addEventListener("message", (ev) => {
+      const at = performance.now();
+      let event: ServerEvent;
+      try {
+        event = JSON.parse(String(ev.data));
+      } catch {
+        event = { type: "bench.bad_frame", data: String(ev.data) };
+      }
+      this.onEvent?.(event, at);
+      const waiter = this.waiters.shift();
+      if (waiter) waiter.resolve(event);
+      else this.queue.push(event);
+    });
+  }
+
+  send(event: Record<string, unknown>): void {
+    this.seq += 1;
+    this.ws.send(JSON.stringify({ event_id: `evt_bench_${this.seq}`, ...event }));
+  }
+
+  /** The next server event, in arrival order. Rejects when the socket closes or on timeout. */
+  next(timeoutMs = 60_000): Promise<ServerEvent> {
+    const queued = this.queue.shift();
+    if (queued) return Promise.resolve(queued);
+    if (this.closeError) return Promise.reject(this.closeError);
+    return new Promise((resolve, reject) => {
+      const waiter = {
+        resolve: (e: ServerEvent) => {
+          clearTimeout(timer);
+          resolve(e);
+        },
+        reject: (e: Error) => {
+          clearTimeout(timer);
+          reject(e);
+        },
+      };
+      const timer = setTimeout(() => {
+        const i = this.waiters.indexOf(waiter);
+        if (i >= 0) this.waiters.splice(i, 1);
+        reject(new Error(`no server event within ${timeoutMs} ms`));
+      }, timeoutMs);
+      this.waiters.push(waiter);
+    });
+  }
+
+  /** Skip events until one of `types` arrives; an `error` event rejects unless listed. */
+  async until(types: string[], timeoutMs = 60_000): Promise<ServerEvent> {
+    const deadline = performance.now() + timeoutMs;
+    for (;;) {
+      const left = Math.max(1, deadline - performance.now());
+      const event = await this.next(left);
+      if (types.includes(event.type)) return event;
+      if (event.type === "error") {
+        throw new Error(`server error: ${event.error?.type ?? "?"}: ${event.error?.message ?? "?"}`);
+      }
+    }
+  }
+
+  close(): void {
+    if (this.ws.readyState === WebSocket.OPEN || this.ws.readyState === WebSocket.CONNECTING) {
+      this.ws.close(1000, "bench done");
+    }
+  }
+}
+
+/** One sample of a Prometheus text exposition: name, labels, value. */
+export interface Sample {
+  name: string;
+  labels: Record<string, string>;
+  value: number;
+}
+
+export function parsePrometheus(text: string): Sample[] {
+  const out: Sample[] = [];
+  for (const raw of text.split("\n")) {
+    const line = raw.trim();
+    if (line === "" || line.startsWith("#")) continue;
+    const m = /^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{(.*)\})?\s+(\S+)/.exec(line);
+    if (!m) continue;
+    const labels: Record<string, string> = {};
+    if (m[3]) {
+      for (const l of m[3].matchAll(/([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"/g)) labels[l[1]] = l[2];
+    }
+    const value = m[4] === "+Inf" ? Infinity : m[4] === "-Inf" ? -Infinity : Number(m[4]);
+    out.push({ name: m[1], labels, value });
+  }
+  return out;
+}
+
+/** Sum of all samples named `name` (over all label sets). */
+export function metricSum(samples: Sample[], name: string): number {
+  let sum = 0;
+  let found = false;
+  for (const s of samples) {
+    if (s.name === name) {
+      sum += s.value;
+      found = true;
+    }
+  }
+  return found ? sum : NaN;
+}
+
+export async function fetchMetrics(base: URL, apiKey?: string): Promise<Sample[] | null> {
+  try {
+    const res = await fetch(new URL("/metrics", base), {
+      headers: apiKey ? { Authorization: `Bearer ${apiKey}` } : {},
+      signal: AbortSignal.timeout(5_000),
+    });
+    if (!res.ok) {
+      await res.body?.cancel();
+      return null;
+    }
+    return parsePrometheus(await res.text());
+  } catch {
+    return null;
+  }
+}
+
+/** VmRSS of one process in bytes, or NaN when it is gone. */
+export function processRss(pid: number): number {
+  try {
+    const status = Deno.readTextFileSync(`/proc/${pid}/status`);
+    const m = /^VmRSS:\s+(\d+)\s+kB/m.exec(status);
+    return m ? Number(m[1]) * 1024 : NaN;
+  } catch {
+    return NaN;
+  }
+}
+
+/** `pid` and all its descendants (via /proc/<pid>/task/<tid>/children). */
+export function processTree(pid: number): number[] {
+  const out: number[] = [];
+  const stack = [pid];
+  while (stack.length > 0) {
+    const p = stack.pop()!;
+    out.push(p);
+    let tasks: string[] = [];
+    try {
+      tasks = [...Deno.readDirSync(`/proc/${p}/task`)].map((e) => e.name);
+    } catch {
+      continue;
+    }
+    for (const tid of tasks) {
+      try {
+        const children = Deno.readTextFileSync(`/proc/${p}/task/${tid}/children`).trim();
+        if (children) stack.push(...children.split(/\s+/).map(Number));
+      } catch {
+        // task exited meanwhile
+      }
+    }
+  }
+  return out;
+}
+
+/** RSS of every process in the tree below `pid`, largest first. */
+export function treeRss(pid: number): { pid: number; rss: number; cmd: string }[] {
+  return processTree(pid)
+    .map((p) => {
+      let cmd = "";
+      try {
+        cmd = Deno.readTextFileSync(`/proc/${p}/cmdline`).split("\0").filter(Boolean).join(" ");
+      } catch {
+        // gone
+      }
+      return { pid: p, rss: processRss(p), cmd };
+    })
+    .filter((e) => Number.isFinite(e.rss))
+    .sort((a, b) => b.rss - a.rss);
+}
+
+export function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
+/** A TCP port that was free a moment ago on 127.0.0.1. */
+export function freePort(): number {
+  const l = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const port = (l.addr as Deno.NetAddr).port;
+  l.close();
+  return port;
+}
+
+/** Poll GET /healthz until it answers 200, the child exits, or the time runs out. */
+export async function waitHealthy(base: URL, timeoutMs: number, exited?: Promise<unknown>): Promise<void> {
+  const deadline = performance.now() + timeoutMs;
+  let gone = false;
+  exited?.then(() => (gone = true));
+  while (performance.now() < deadline) {
+    if (gone) throw new Error("gateway exited before it became healthy");
+    try {
+      const res = await fetch(new URL("/healthz", base), { signal: AbortSignal.timeout(1_000) });
+      await res.body?.cancel();
+      if (res.ok) return;
+    } catch {
+      // not listening yet
+    }
+    await sleep(100);
+  }
+  throw new Error(`gateway not healthy within ${timeoutMs} ms`);
+}
