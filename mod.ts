@@ -14,3 +14,5 @@ export {
   Model,
   NativeEngine,
 } from "./runtime/native_engine.ts";
+export { HfTokenizer, Llama2cTokenizer, loadTokenizer } from "./runtime/tokenizer/mod.ts";
+export { Detokenizer, type DetokenizerOptions } from "./runtime/detokenizer.ts";
