@@ -1,0 +1,212 @@
+/**
+ * Gateway configuration: command-line flags, SINKSTREAM_* environment
+ * variables and an optional JSON config file, merged (flags > env > file >
+ * defaults) and validated with zod. Every problem is reported as one clear
+ * line naming the flag / variable / file key.
+ */
+import { parseArgs } from "node:util";
+import { z } from "zod";
+
+const port = z.number().int().min(0).max(65535);
+const positiveInt = z.number().int().min(1);
+
+export const ConfigSchema = z.object({
+  model: z.string().min(1).optional(),
+  tokenizer: z.string().min(1).optional(),
+  backend: z.enum(["cpu", "cuda"]).default("cpu"),
+  threads: z.number().int().min(0).default(0),
+  policy: z.enum(["streaming", "window", "dense"]).default("streaming"),
+  sinks: z.number().int().min(0).max(1024).default(4),
+  /** Cache capacity per sequence in tokens; 0 = the model's training context. */
+  window: z.number().int().min(0).default(0),
+  host: z.string().min(1).default("127.0.0.1"),
+  port: port.default(8000),
+  maxSessions: positiveInt.default(64),
+  /** KV memory budget over all live sequences, in MiB (worst case: full windows). 0 = unlimited. */
+  kvBudgetMb: z.number().min(0).default(0),
+  apiKeys: z.array(z.string().min(1)).default([]),
+  /** Allowed browser origins besides same-origin; "*" allows any. */
+  allowedOrigins: z.array(z.string().min(1)).default([]),
+  /** Seconds a disconnected session keeps its cache for a resume. */
+  sessionTtl: z.number().min(0).default(60),
+  maxFrameBytes: positiveInt.default(256 * 1024),
+  /** A session whose socket buffers more than this many bytes is paused. */
+  backpressureBytes: positiveInt.default(1 << 20),
+  maxBatchTokens: positiveInt.default(512),
+  /** Largest prefill chunk of one sequence in one step. */
+  prefillChunk: positiveInt.default(128),
+  /** Default max output tokens of a response. */
+  maxOutputTokens: positiveInt.default(256),
+  cacheDir: z.string().min(1).optional(),
+  modelName: z.string().min(1).optional(),
+  tlsCert: z.string().min(1).optional(),
+  tlsKey: z.string().min(1).optional(),
+}).strict().refine((c) => !!c.tlsCert === !!c.tlsKey, {
+  message: "--tls-cert and --tls-key must be given together",
+});
+
+export type Config = z.infer<typeof ConfigSchema>;
+export type ConfigInput = z.input<typeof ConfigSchema>;
+
+export class ConfigError extends Error {
+  override name = "ConfigError";
+}
+
+type Kind = "string" | "int" | "number" | "list";
+interface FieldSpec {
+  key: keyof Config;
+  flag: string;
+  env: string;
+  kind: Kind;
+  help: string;
+}
+
+const FIELDS: FieldSpec[] = [
+  { key: "model", flag: "model", env: "MODEL", kind: "string", help: "model path or hf:REPO[/FILE]" },
+  { key: "tokenizer", flag: "tokenizer", env: "TOKENIZER", kind: "string", help: "tokenizer path" },
+  { key: "backend", flag: "backend", env: "BACKEND", kind: "string", help: "cpu | cuda" },
+  { key: "threads", flag: "threads", env: "THREADS", kind: "int", help: "CPU threads (0 = all)" },
+  { key: "policy", flag: "policy", env: "POLICY", kind: "string", help: "streaming | window | dense" },
+  { key: "sinks", flag: "sinks", env: "SINKS", kind: "int", help: "attention sinks" },
+  { key: "window", flag: "window", env: "WINDOW", kind: "int", help: "cache tokens per session" },
+  { key: "host", flag: "host", env: "HOST", kind: "string", help: "listen address" },
+  { key: "port", flag: "port", env: "PORT", kind: "int", help: "listen port (0 = any)" },
+  { key: "maxSessions", flag: "max-sessions", env: "MAX_SESSIONS", kind: "int", help: "live sessions" },
+  { key: "kvBudgetMb", flag: "kv-budget-mb", env: "KV_BUDGET_MB", kind: "number", help: "KV MiB (0 = off)" },
+  { key: "apiKeys", flag: "api-key", env: "API_KEYS", kind: "list", help: "accepted API key (repeat)" },
+  {
+    key: "allowedOrigins",
+    flag: "allow-origin",
+    env: "ALLOWED_ORIGINS",
+    kind: "list",
+    help: "browser origin allowed (repeat; * = any)",
+  },
+  { key: "sessionTtl", flag: "session-ttl", env: "SESSION_TTL", kind: "number", help: "resume TTL seconds" },
+  { key: "maxFrameBytes", flag: "max-frame-bytes", env: "MAX_FRAME_BYTES", kind: "int", help: "frame limit" },
+  {
+    key: "backpressureBytes",
+    flag: "backpressure-bytes",
+    env: "BACKPRESSURE_BYTES",
+    kind: "int",
+    help: "pause threshold",
+  },
+  {
+    key: "maxBatchTokens",
+    flag: "max-batch-tokens",
+    env: "MAX_BATCH_TOKENS",
+    kind: "int",
+    help: "step tokens",
+  },
+  { key: "prefillChunk", flag: "prefill-chunk", env: "PREFILL_CHUNK", kind: "int", help: "prefill chunk" },
+  {
+    key: "maxOutputTokens",
+    flag: "max-output-tokens",
+    env: "MAX_OUTPUT_TOKENS",
+    kind: "int",
+    help: "default response length",
+  },
+  { key: "cacheDir", flag: "cache-dir", env: "CACHE_DIR", kind: "string", help: "model download cache" },
+  { key: "modelName", flag: "model-name", env: "MODEL_NAME", kind: "string", help: "name in /v1/models" },
+  { key: "tlsCert", flag: "tls-cert", env: "TLS_CERT", kind: "string", help: "TLS certificate (PEM)" },
+  { key: "tlsKey", flag: "tls-key", env: "TLS_KEY", kind: "string", help: "TLS private key (PEM)" },
+];
+
+export function usage(): string {
+  const lines = FIELDS.map((f) => `  --${f.flag.padEnd(20)} ${f.help} (env SINKSTREAM_${f.env})`);
+  return [
+    "usage: deno task start [options]",
+    "  --config FILE          JSON config file (env SINKSTREAM_CONFIG); keys as camelCase",
+    ...lines,
+    "  --help                 this text",
+  ].join("\n");
+}
+
+function convert(raw: string, kind: Kind, where: string): unknown {
+  if (kind === "string") return raw;
+  if (kind === "list") return raw.split(",").map((s) => s.trim()).filter((s) => s !== "");
+  const n = Number(raw);
+  if (raw.trim() === "" || !Number.isFinite(n)) {
+    throw new ConfigError(`${where}: expected a number, got "${raw}"`);
+  }
+  return n;
+}
+
+export interface LoadConfigOptions {
+  args?: string[];
+  env?: Record<string, string | undefined>;
+  /** Reads a config file; defaults to Deno.readTextFileSync. */
+  readFile?: (path: string) => string;
+}
+
+export interface LoadedConfig {
+  config: Config;
+  help: boolean;
+}
+
+/** Merge and validate flags, environment and config file. Throws ConfigError with one clear line. */
+export function loadConfig(opts: LoadConfigOptions = {}): LoadedConfig {
+  const args = opts.args ?? [];
+  const env = opts.env ?? {};
+  const options: Record<string, { type: "string" | "boolean"; multiple?: boolean }> = {
+    config: { type: "string" },
+    help: { type: "boolean" },
+  };
+  for (const f of FIELDS) options[f.flag] = { type: "string", multiple: f.kind === "list" };
+  let parsed: { values: Record<string, unknown>; positionals: string[] };
+  try {
+    parsed = parseArgs({ args, options, allowPositionals: true, strict: true });
+  } catch (e) {
+    throw new ConfigError(`${(e as Error).message.split("\n")[0]} (see --help)`);
+  }
+  if (parsed.positionals.length > 0) {
+    throw new ConfigError(`unexpected argument "${parsed.positionals[0]}" (see --help)`);
+  }
+  const values = parsed.values;
+  const merged: Record<string, unknown> = {};
+
+  const configPath = (values.config as string | undefined) ?? env.SINKSTREAM_CONFIG;
+  if (configPath) {
+    let text: string;
+    try {
+      text = (opts.readFile ?? Deno.readTextFileSync)(configPath);
+    } catch (e) {
+      throw new ConfigError(`cannot read config file ${configPath}: ${(e as Error).message}`);
+    }
+    let obj: unknown;
+    try {
+      obj = JSON.parse(text);
+    } catch (e) {
+      throw new ConfigError(`config file ${configPath} is not valid JSON: ${(e as Error).message}`);
+    }
+    if (typeof obj !== "object" || obj === null || Array.isArray(obj)) {
+      throw new ConfigError(`config file ${configPath} must hold a JSON object`);
+    }
+    for (const [k, v] of Object.entries(obj)) {
+      if (!FIELDS.some((f) => f.key === k)) {
+        throw new ConfigError(`config file ${configPath}: unknown key "${k}"`);
+      }
+      merged[k] = v;
+    }
+  }
+  for (const f of FIELDS) {
+    const raw = env[`SINKSTREAM_${f.env}`];
+    if (raw !== undefined && raw !== "") merged[f.key] = convert(raw, f.kind, `SINKSTREAM_${f.env}`);
+  }
+  for (const f of FIELDS) {
+    const v = values[f.flag];
+    if (v === undefined) continue;
+    if (f.kind === "list") {
+      merged[f.key] = (v as string[]).flatMap((s) => convert(s, "list", `--${f.flag}`) as string[]);
+    } else merged[f.key] = convert(v as string, f.kind, `--${f.flag}`);
+  }
+
+  const result = ConfigSchema.safeParse(merged);
+  if (!result.success) {
+    const issue = result.error.issues[0];
+    const key = issue.path[0] as keyof Config | undefined;
+    const spec = FIELDS.find((f) => f.key === key);
+    const where = spec ? `--${spec.flag} / SINKSTREAM_${spec.env}` : "config";
+    throw new ConfigError(`invalid ${where}: ${issue.message}`);
+  }
+  return { config: result.data, help: values.help === true };
+}

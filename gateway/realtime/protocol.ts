@@ -1,0 +1,126 @@
+/**
+ * The text subset of the OpenAI Realtime API event protocol: zod schemas of
+ * the client events we accept, and helpers that build server events.
+ */
+import { z } from "zod";
+
+/** Our namespaced extension of `session` (session.update) — cache and sampling settings. */
+export const SinkstreamSessionSchema = z.object({
+  policy: z.enum(["streaming", "window", "dense"]).optional(),
+  sinks: z.number().int().min(0).max(1024).optional(),
+  window: z.number().int().min(2).optional(),
+  top_k: z.number().int().min(0).optional(),
+  top_p: z.number().gt(0).max(1).optional(),
+  seed: z.number().int().min(0).max(Number.MAX_SAFE_INTEGER).optional(),
+}).strict();
+export type SinkstreamSession = z.infer<typeof SinkstreamSessionSchema>;
+
+const maxOutputTokens = z.union([z.number().int().min(1), z.literal("inf")]);
+const temperature = z.number().min(0).max(2);
+const modalities = z.array(z.enum(["text", "audio"]));
+
+export const SessionUpdateSchema = z.object({
+  type: z.literal("session.update"),
+  event_id: z.string().optional(),
+  session: z.looseObject({
+    type: z.enum(["realtime"]).optional(),
+    instructions: z.string().optional(),
+    max_output_tokens: maxOutputTokens.optional(),
+    max_response_output_tokens: maxOutputTokens.optional(),
+    temperature: temperature.optional(),
+    output_modalities: modalities.optional(),
+    modalities: modalities.optional(),
+    model: z.string().optional(),
+    sinkstream: SinkstreamSessionSchema.optional(),
+  }),
+});
+
+const ContentSchema = z.object({
+  type: z.enum(["input_text", "text", "output_text"]),
+  text: z.string(),
+}).loose();
+
+export const ItemCreateSchema = z.object({
+  type: z.literal("conversation.item.create"),
+  event_id: z.string().optional(),
+  previous_item_id: z.string().nullable().optional(),
+  item: z.object({
+    id: z.string().max(64).optional(),
+    type: z.literal("message"),
+    object: z.literal("realtime.item").optional(),
+    status: z.string().optional(),
+    role: z.enum(["user", "system", "assistant"]),
+    content: z.array(ContentSchema).min(1),
+  }),
+});
+
+export const ResponseCreateSchema = z.object({
+  type: z.literal("response.create"),
+  event_id: z.string().optional(),
+  response: z.looseObject({
+    instructions: z.string().optional(),
+    max_output_tokens: maxOutputTokens.optional(),
+    temperature: temperature.optional(),
+    output_modalities: modalities.optional(),
+    modalities: modalities.optional(),
+    conversation: z.enum(["auto"]).optional(),
+    metadata: z.record(z.string(), z.string()).nullable().optional(),
+  }).optional(),
+});
+
+export const ResponseCancelSchema = z.object({
+  type: z.literal("response.cancel"),
+  event_id: z.string().optional(),
+  response_id: z.string().optional(),
+});
+
+export type SessionUpdate = z.infer<typeof SessionUpdateSchema>;
+export type ItemCreate = z.infer<typeof ItemCreateSchema>;
+export type ResponseCreate = z.infer<typeof ResponseCreateSchema>;
+export type ResponseCancel = z.infer<typeof ResponseCancelSchema>;
+
+/** Error codes we send in `error` events. */
+export type ErrorCode =
+  | "invalid_json"
+  | "invalid_event"
+  | "binary_not_supported"
+  | "frame_too_large"
+  | "unknown_event"
+  | "unsupported_event"
+  | "invalid_value"
+  | "conversation_already_has_active_response"
+  | "response_cancel_not_active"
+  | "session_settings_locked"
+  | "server_busy"
+  | "session_not_found"
+  | "session_in_use"
+  | "server_shutting_down"
+  | "internal_error";
+
+/** Client event types of the full API that the text subset does not serve. */
+export const UNSUPPORTED_TYPES = new Set([
+  "input_audio_buffer.append",
+  "input_audio_buffer.commit",
+  "input_audio_buffer.clear",
+  "output_audio_buffer.clear",
+  "conversation.item.delete",
+  "conversation.item.retrieve",
+  "conversation.item.truncate",
+  "transcription_session.update",
+]);
+
+let counter = 0;
+/** Short unique ids with an OpenAI-like prefix, e.g. "evt_…", "resp_…". */
+export function newId(prefix: string): string {
+  counter = (counter + 1) % 0x1000000;
+  const rand = crypto.getRandomValues(new Uint8Array(8));
+  let s = "";
+  for (const b of rand) s += b.toString(36).padStart(2, "0");
+  return `${prefix}_${s.slice(0, 14)}${counter.toString(36)}`;
+}
+
+export function zodMessage(err: z.ZodError): { message: string; param: string | null } {
+  const issue = err.issues[0];
+  const param = issue.path.length ? issue.path.join(".") : null;
+  return { message: param ? `${param}: ${issue.message}` : issue.message, param };
+}
