@@ -1,0 +1,152 @@
+/* test_sampler.c — greedy, temperature, top-k, top-p, RNG, log-softmax. */
+#include <math.h>
+
+#include "sampler.h"
+#include "test_util.h"
+
+static void test_greedy(void) {
+  float l[6] = {0.5f, 2.0f, -1.0f, 2.0f, 1.9f, NAN};
+  CHECK(ss_argmax(l, 6) == 1, "argmax picks the lowest index on ties (got %d)", ss_argmax(l, 6));
+  ss_sampling g = {0.0f, 0, 1.0f};
+  ss_candidate c[6];
+  ss_rng r;
+  ss_rng_seed(&r, 1);
+  uint64_t before = r.state;
+  CHECK(ss_sample(&g, &r, l, 6, c) == 1, "temperature 0 is greedy");
+  CHECK(r.state == before, "greedy does not consume randomness");
+  /* top-k = 1 and a tiny top-p are greedy, whatever the temperature and seed */
+  for (uint64_t seed = 0; seed < 50; seed++) {
+    ss_rng_seed(&r, seed);
+    ss_sampling k1 = {1.5f, 1, 1.0f}, p0 = {1.5f, 0, 1e-6f}, kp = {2.0f, 3, 1e-6f};
+    CHECK(ss_sample(&k1, &r, l, 5, c) == 1, "top_k 1 == greedy (seed %llu)", (unsigned long long)seed);
+    CHECK(ss_sample(&p0, &r, l, 5, c) == 1, "tiny top_p == greedy (seed %llu)", (unsigned long long)seed);
+    CHECK(ss_sample(&kp, &r, l, 5, c) == 1, "top_k 3 + tiny top_p == greedy (seed %llu)", (unsigned long long)seed);
+  }
+}
+
+static void test_rng(void) {
+  ss_rng a, b, c;
+  ss_rng_seed(&a, 42);
+  ss_rng_seed(&b, 42);
+  ss_rng_seed(&c, 43);
+  int same = 1, differ = 0;
+  for (int i = 0; i < 100; i++) {
+    uint64_t x = ss_rng_next(&a), y = ss_rng_next(&b), z = ss_rng_next(&c);
+    same &= x == y;
+    differ += x != z;
+  }
+  CHECK(same, "same seed, same stream");
+  CHECK(differ > 95, "different seeds, different streams");
+  double lo = 1, hi = 0, sum = 0;
+  for (int i = 0; i < 10000; i++) {
+    double u = ss_rng_uniform(&a);
+    lo = u < lo ? u : lo;
+    hi = u > hi ? u : hi;
+    sum += u;
+  }
+  CHECK(lo >= 0 && hi < 1 && fabs(sum / 10000 - 0.5) < 0.02, "uniform in [0,1): min %g max %g mean %g", lo, hi,
+        sum / 10000);
+}
+
+/* sample `n` draws; counts[V] */
+static void draw(const ss_sampling *s, uint64_t seed, const float *l, int V, int n, int *counts) {
+  ss_rng r;
+  ss_rng_seed(&r, seed);
+  ss_candidate c[64];
+  memset(counts, 0, (size_t)V * sizeof(int));
+  for (int i = 0; i < n; i++) {
+    int32_t tok = ss_sample(s, &r, l, V, c);
+    if (tok >= 0 && tok < V) counts[tok]++;
+  }
+}
+
+/* chi-square of counts against probabilities p (cells with p == 0 must be empty) */
+static double chi2(const int *counts, const double *p, int V, int n, int *impossible) {
+  double x = 0;
+  *impossible = 0;
+  for (int i = 0; i < V; i++) {
+    if (p[i] == 0) {
+      *impossible += counts[i];
+      continue;
+    }
+    double e = p[i] * n;
+    x += (counts[i] - e) * (counts[i] - e) / e;
+  }
+  return x;
+}
+
+static void test_distributions(void) {
+  enum { V = 6, N = 40000 };
+  const float l[V] = {1.0f, 0.2f, 2.0f, -0.5f, 1.5f, 0.0f};
+  int counts[V], bad;
+  double p[V];
+
+  /* temperature only: p = softmax(l / T) */
+  ss_sampling s = {0.8f, 0, 1.0f};
+  double z = 0;
+  for (int i = 0; i < V; i++) z += (p[i] = exp(l[i] / 0.8));
+  for (int i = 0; i < V; i++) p[i] /= z;
+  draw(&s, 12345, l, V, N, counts);
+  double x = chi2(counts, p, V, N, &bad);
+  CHECK(x < 25.0, "temperature 0.8: chi-square %.2f (5 dof) too large", x); /* p ~ 1e-4 */
+  CHECK(x > 0.05, "temperature 0.8: chi-square %.3f suspiciously small", x);
+
+  /* top-k 3: only {2, 4, 0}, renormalised */
+  ss_sampling k = {1.0f, 3, 1.0f};
+  z = 0;
+  for (int i = 0; i < V; i++) p[i] = (i == 2 || i == 4 || i == 0) ? exp(l[i]) : 0, z += p[i];
+  for (int i = 0; i < V; i++) p[i] /= z;
+  draw(&k, 7, l, V, N, counts);
+  x = chi2(counts, p, V, N, &bad);
+  CHECK(bad == 0 && x < 20.0, "top_k 3: chi-square %.2f (2 dof), %d draws outside the top 3", x, bad);
+
+  /* top-p 0.6 at T=1: probabilities sorted 2 (.39), 4 (.24), 0 (.14)...; the nucleus
+   * is the smallest prefix reaching 0.6 -> {2, 4} */
+  ss_sampling tp = {1.0f, 0, 0.6f};
+  z = 0;
+  double full = 0;
+  for (int i = 0; i < V; i++) full += exp(l[i]);
+  CHECK(exp(l[2]) / full < 0.6 && (exp(l[2]) + exp(l[4])) / full >= 0.6, "test premise: nucleus is {2, 4}");
+  for (int i = 0; i < V; i++) p[i] = (i == 2 || i == 4) ? exp(l[i]) : 0, z += p[i];
+  for (int i = 0; i < V; i++) p[i] /= z;
+  draw(&tp, 99, l, V, N, counts);
+  x = chi2(counts, p, V, N, &bad);
+  CHECK(bad == 0 && x < 15.0, "top_p 0.6: chi-square %.2f (1 dof), %d draws outside the nucleus", x, bad);
+
+  /* same seed, same tokens; another seed, another sequence */
+  int a[200], b[200], c2[200];
+  ss_rng r1, r2, r3;
+  ss_rng_seed(&r1, 5);
+  ss_rng_seed(&r2, 5);
+  ss_rng_seed(&r3, 6);
+  ss_candidate cand[V];
+  int same = 1, diff = 0;
+  for (int i = 0; i < 200; i++) {
+    a[i] = ss_sample(&s, &r1, l, V, cand);
+    b[i] = ss_sample(&s, &r2, l, V, cand);
+    c2[i] = ss_sample(&s, &r3, l, V, cand);
+    same &= a[i] == b[i];
+    diff += a[i] != c2[i];
+  }
+  CHECK(same, "same seed => same tokens");
+  CHECK(diff > 20, "different seed => different tokens (%d of 200 differ)", diff);
+}
+
+static void test_log_softmax(void) {
+  float l[4] = {1000.0f, 999.0f, -1000.0f, 1000.0f};
+  double z = 2 + exp(-1.0) + exp(-2000.0);
+  CHECK(fabs(ss_log_softmax_at(l, 4, 0) - (-log(z))) < 1e-12, "stable log-softmax at 0: %g",
+        ss_log_softmax_at(l, 4, 0));
+  CHECK(fabs(ss_log_softmax_at(l, 4, 1) - (-1 - log(z))) < 1e-12, "stable log-softmax at 1");
+  CHECK(isfinite(ss_log_softmax_at(l, 4, 2)) && ss_log_softmax_at(l, 4, 2) < -1999, "tiny probability stays finite");
+  float u[3] = {0, 0, 0};
+  CHECK(fabs(ss_log_softmax_at(u, 3, 2) + log(3.0)) < 1e-12, "uniform: -log 3");
+}
+
+int main(void) {
+  test_greedy();
+  test_rng();
+  test_distributions();
+  test_log_softmax();
+  return test_summary("test_sampler");
+}
