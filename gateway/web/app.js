@@ -26,6 +26,8 @@ const state = {
   ws: null,
   connId: 0,
   sessionId: null,
+  /** Session id + token to resume after a dropped connection (cleared by "Apply"). */
+  resumeId: null,
   resumeToken: null,
   eventSeq: 0,
   /** "idle" | "requested" (response.create sent) | "streaming" (response.created seen) */
@@ -35,8 +37,6 @@ const state = {
   current: null,
   reconnectDelay: 500,
   reconnectTimer: 0,
-  /** Set when the server refused us (auth, bad request): no automatic reconnect. */
-  fatal: false,
 };
 
 // ---------------------------------------------------------------- settings
@@ -140,12 +140,21 @@ function formatNumber(value) {
   return typeof value === "number" ? value.toLocaleString("en-US") : String(value);
 }
 
-/** Cache statistics may come under several names depending on the event; take the first object found. */
-function pickStats(...candidates) {
-  for (const c of candidates) {
-    if (c && typeof c === "object" && STAT_NAMES.some((k) => k in c)) return c;
-  }
-  return null;
+/**
+ * The gateway reports cache settings in session.sinkstream (session.created/updated) and cache
+ * statistics in response.usage.sinkstream (response.done), with `_tokens` suffixes; map both onto
+ * the panel's names.
+ */
+function normalizeStats(src) {
+  if (!src || typeof src !== "object") return null;
+  return {
+    policy: src.policy,
+    sinks: src.sinks,
+    window: src.window,
+    cached: src.cached_tokens ?? src.cached,
+    evicted: src.evicted_tokens ?? src.evicted,
+    seen: src.seen_tokens ?? src.seen,
+  };
 }
 
 function showStats(stats) {
@@ -189,7 +198,11 @@ function sendSessionUpdate() {
 function realtimeUrl() {
   const scheme = location.protocol === "https:" ? "wss:" : "ws:";
   const url = new URL(`${scheme}//${location.host}${REALTIME_PATH}`);
-  if (state.resumeToken) url.searchParams.set("resume", state.resumeToken);
+  // After a dropped connection, ask for the same session back: its cache lives on for a while.
+  if (state.resumeId && state.resumeToken) {
+    url.searchParams.set("session_id", state.resumeId);
+    url.searchParams.set("resume_token", state.resumeToken);
+  }
   return url.toString();
 }
 
@@ -200,7 +213,6 @@ function connect() {
     state.ws = null;
     old.close(1000, "reconnect");
   }
-  state.fatal = false;
   state.sessionId = null;
   resetResponse("disconnected");
   const { apiKey } = currentSettings();
@@ -233,22 +245,38 @@ function connect() {
     }
     handleEvent(event);
   });
+  let opened = false;
+  ws.addEventListener("open", () => (opened = true));
   ws.addEventListener("close", (ev) => {
     if (connId !== state.connId) return;
     state.ws = null;
+    const hadSession = state.sessionId !== null;
     state.sessionId = null;
     resetResponse("disconnected");
     const why = ev.reason ? `: ${ev.reason}` : "";
-    // 1008 policy violation (bad key) and 4xxx application codes are not retried automatically.
-    if (ev.code === 1008 || (ev.code >= 4000 && ev.code < 5000)) state.fatal = true;
-    if (state.fatal) {
-      setConnection("closed", `Disconnected (${ev.code}${why})`);
-      showError(`Connection closed by the server (${ev.code}${why}). Check the settings and apply to retry.`);
+    if (ev.code === 4404) {
+      // The session we tried to resume has expired: start a new one straight away.
+      state.resumeId = null;
+      state.resumeToken = null;
+      showError("The previous session has expired; started a new one (the cache starts empty).");
+      connect();
       return;
+    }
+    if (ev.code === 4409 || ev.code === 1008) {
+      // In use from another tab, or refused by policy: retrying would not help.
+      setConnection("closed", `Disconnected (${ev.code}${why})`);
+      showError(`Connection closed by the server (${ev.code}${why}). Apply the settings to try again.`);
+      return;
+    }
+    if (!opened) {
+      // The upgrade itself failed: gateway down, or the API key / origin was refused (HTTP 401/403).
+      showError("Cannot open a session: the gateway is unreachable or refused the API key. Retrying…");
+    } else if (hadSession && ev.code !== 1000) {
+      showError(`Connection lost (${ev.code}${why}); reconnecting to the same session…`);
     }
     const delay = state.reconnectDelay;
     state.reconnectDelay = Math.min(delay * 2, 10_000);
-    setConnection("closed", `Disconnected (${ev.code}${why}); retrying in ${Math.round(delay / 1000)} s`);
+    setConnection("closed", `Disconnected; retrying in ${Math.max(1, Math.round(delay / 1000))} s`);
     state.reconnectTimer = setTimeout(connect, delay);
   });
 }
@@ -278,10 +306,11 @@ function handleEvent(event) {
     case "session.created": {
       const session = event.session ?? {};
       state.sessionId = session.id ?? "?";
-      state.resumeToken = session.resume_token ?? session.sinkstream?.resume_token ?? state.resumeToken;
+      state.resumeId = session.sinkstream?.session_id ?? session.id ?? null;
+      state.resumeToken = session.sinkstream?.resume_token ?? null;
       state.reconnectDelay = 500;
       el.sessionId.textContent = state.sessionId;
-      showStats(pickStats(session.sinkstream?.cache, session.sinkstream, session.cache));
+      showStats(normalizeStats(session.sinkstream));
       setConnection("open", "Connected");
       clearError();
       sendSessionUpdate();
@@ -289,7 +318,7 @@ function handleEvent(event) {
     }
     case "session.updated": {
       const session = event.session ?? {};
-      showStats(pickStats(session.sinkstream?.cache, session.sinkstream, session.cache));
+      showStats(normalizeStats(session.sinkstream));
       break;
     }
     case "response.created": {
@@ -317,13 +346,12 @@ function handleEvent(event) {
       const response = event.response ?? {};
       const status = response.status ?? "completed";
       const li = ensureCurrent();
-      const reason = response.status_details?.reason;
+      const details = response.status_details ?? {};
+      const reason = details.reason ?? details.error?.message;
       const note = status === "completed" ? null : reason ? `${status} (${reason})` : status;
       setMessageStatus(li, status, note);
       showUsage(response.usage);
-      showStats(
-        pickStats(response.sinkstream?.cache, response.sinkstream, response.cache, response.usage?.cache),
-      );
+      showStats(normalizeStats(response.usage?.sinkstream));
       state.current = null;
       state.responseId = null;
       state.phase = "idle";
@@ -334,6 +362,8 @@ function handleEvent(event) {
     }
     case "error": {
       const err = event.error ?? {};
+      // A cancel that lost the race with the end of the response: nothing went wrong.
+      if (err.code === "response_cancel_not_active") break;
       const where = err.event_id ? ` (event ${err.event_id})` : "";
       showError(`${err.type ?? "error"}: ${err.message ?? "unknown error"}${where}`);
       // A response.create that the server refused produces no response.created/done.
@@ -394,6 +424,8 @@ el.settings.addEventListener("submit", (ev) => {
     sendSessionUpdate();
   } else {
     state.reconnectDelay = 500;
+    state.resumeId = null;
+    state.resumeToken = null;
     connect();
   }
 });
