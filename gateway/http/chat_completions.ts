@@ -154,7 +154,7 @@ export async function chatCompletions(c: Context, deps: CompletionDeps): Promise
   const model = ctx.modelName;
 
   if (!req.stream) {
-    c.req.raw.signal.addEventListener("abort", () => job.cancel("client"));
+    // (A client that drops a non-streaming request is not detected: the response runs to its end.)
     const r = await done;
     if (r.reason === "error") {
       return openaiError(c, 500, r.error?.message ?? "generation failed", "engine_error");
