@@ -1,0 +1,299 @@
+import assert from "node:assert/strict";
+import { ensureNativeLibrary, nativeLibraryPath } from "../../runtime/ffi.ts";
+import { createEngine, isBackendAvailable, loadModel } from "../../runtime/native_engine.ts";
+import {
+  ClosedError,
+  ContextFullError,
+  EngineBusyError,
+  InvalidArgumentError,
+  IoError,
+  ModelFormatError,
+  NotFoundError,
+  SinkstreamError,
+} from "../../runtime/errors.ts";
+import { loadTokenizer } from "../../runtime/tokenizer/mod.ts";
+import { shared, STORY_PREFIX, STORY_SENTENCE } from "./_shared.ts";
+
+const BIN = shared("models/stories260K/stories260K.bin");
+const HF = shared("models/stories260K-hf");
+
+await ensureNativeLibrary();
+
+async function greedy(path: string, n: number): Promise<number[]> {
+  using model = await loadModel(path);
+  using engine = await createEngine(model, { threads: 1 });
+  const seq = engine.createSequence();
+  const out: number[] = [];
+  let t = model.info.bosTokenId;
+  for (let i = 0; i < n; i++) {
+    const [r] = await engine.step([{ seq, tokens: [t] }]);
+    t = r.token;
+    out.push(t);
+  }
+  return out;
+}
+
+Deno.test("native library loads; cpu backend available", async () => {
+  const path = await ensureNativeLibrary();
+  assert.equal(path, nativeLibraryPath());
+  assert.equal(isBackendAvailable("cpu"), true);
+  assert.equal(typeof isBackendAvailable("cuda"), "boolean");
+  assert.throws(() => isBackendAvailable("tpu" as "cpu"), InvalidArgumentError);
+});
+
+Deno.test("loadModel reads the info of both formats", async () => {
+  for (const path of [BIN, HF]) {
+    using model = await loadModel(path);
+    const i = model.info;
+    assert.equal(i.arch, "llama");
+    assert.equal(i.dim, 64);
+    assert.equal(i.hiddenDim, 172);
+    assert.equal(i.nLayers, 5);
+    assert.equal(i.nHeads, 8);
+    assert.equal(i.nKvHeads, 4);
+    assert.equal(i.headDim, 8);
+    assert.equal(i.vocabSize, 512);
+    assert.equal(i.maxSeqLen, 512);
+    assert.equal(i.bosTokenId, 1);
+    assert.equal(i.eosTokenId, 2);
+    assert.equal(i.sourceDtype, "f32");
+    assert.equal(i.ropeTheta, 10000);
+    assert.equal(i.rmsNormEps, 1e-5);
+    assert.ok(i.nParams > 250_000 && i.nParams < 270_000, `nParams ${i.nParams}`);
+  }
+});
+
+Deno.test("stories260K greedy from BOS: same ids in both formats, the known story", async () => {
+  const a = await greedy(BIN, 40);
+  const b = await greedy(HF, 40);
+  assert.deepEqual(a, b);
+  const hfTok = await loadTokenizer(HF);
+  const binTok = await loadTokenizer(BIN);
+  const text = hfTok.decode([1, ...a]);
+  assert.ok(text.startsWith(STORY_PREFIX), JSON.stringify(text));
+  assert.equal(binTok.decode([1, ...b]), text);
+  // The tokenizer encodes the first sentence to the ids the model produced.
+  const sentence = hfTok.encode(STORY_SENTENCE);
+  assert.deepEqual(a.slice(0, sentence.length), sentence);
+});
+
+Deno.test("corrupt or missing model files give typed errors", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "sinkstream-corrupt-" });
+  try {
+    const data = await Deno.readFile(BIN);
+    await Deno.writeFile(`${dir}/trunc.bin`, data.subarray(0, data.length - 1000));
+    await Deno.writeFile(`${dir}/tiny.bin`, data.subarray(0, 12));
+    await assert.rejects(loadModel(`${dir}/trunc.bin`), (e) => {
+      assert.ok(e instanceof ModelFormatError);
+      assert.ok(e instanceof SinkstreamError);
+      assert.equal(e.code, "SS_ERR_FORMAT");
+      assert.match(e.message, /trunc\.bin/);
+      return true;
+    });
+    await assert.rejects(loadModel(`${dir}/tiny.bin`), ModelFormatError);
+
+    await Deno.mkdir(`${dir}/hf`);
+    for (const f of ["config.json", "tokenizer.json", "tokenizer_config.json"]) {
+      await Deno.copyFile(`${HF}/${f}`, `${dir}/hf/${f}`);
+    }
+    const st = await Deno.readFile(`${HF}/model.safetensors`);
+    await Deno.writeFile(`${dir}/hf/model.safetensors`, st.subarray(0, Math.floor(st.length * 0.6)));
+    await assert.rejects(loadModel(`${dir}/hf`), (e) => {
+      assert.ok(e instanceof ModelFormatError);
+      assert.match(e.message, /model\.safetensors/);
+      return true;
+    });
+    await Deno.writeTextFile(`${dir}/hf/config.json`, "{ not json");
+    await assert.rejects(loadModel(`${dir}/hf`), ModelFormatError);
+
+    await assert.rejects(loadModel(`${dir}/does-not-exist.bin`), (e) => {
+      assert.ok(e instanceof IoError);
+      assert.equal((e as SinkstreamError).code, "SS_ERR_IO");
+      return true;
+    });
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("bad step inputs: typed errors and the sequence is unchanged", async () => {
+  using model = await loadModel(BIN);
+  using engine = await createEngine(model, { threads: 1 });
+  const seq = engine.createSequence();
+  const ref = engine.createSequence();
+  const [r0] = await engine.step([{ seq, tokens: [1, 403] }, { seq: ref, tokens: [1, 403] }]);
+  const before = engine.stats(seq);
+  await assert.rejects(engine.step([{ seq, tokens: [407, 512] }]), (e) => {
+    assert.ok(e instanceof InvalidArgumentError);
+    assert.equal(e.code, "SS_ERR_INVALID_ARGUMENT");
+    assert.match(e.message, /512/);
+    return true;
+  });
+  await assert.rejects(engine.step([{ seq, tokens: [-1] }]), InvalidArgumentError);
+  await assert.rejects(engine.step([{ seq, tokens: [1.5] }]), InvalidArgumentError);
+  await assert.rejects(engine.step([{ seq, tokens: [] }]), InvalidArgumentError);
+  await assert.rejects(engine.step([{ seq, tokens: [5], target: 9999 }]), InvalidArgumentError);
+  await assert.rejects(engine.step([{ seq, tokens: [5] }, { seq, tokens: [6] }]), InvalidArgumentError);
+  await assert.rejects(engine.step([{ seq: 12345, tokens: [5] }]), NotFoundError);
+  // A failing batch with a valid item changes nothing either.
+  await assert.rejects(engine.step([{ seq, tokens: [407] }, { seq: 12345, tokens: [5] }]), NotFoundError);
+  assert.deepEqual(engine.stats(seq), before);
+  // ... and continues exactly like an untouched twin.
+  const [a] = await engine.step([{ seq, tokens: [r0.token] }]);
+  const [b] = await engine.step([{ seq: ref, tokens: [r0.token] }]);
+  assert.equal(a.token, b.token);
+  assert.throws(() => engine.freeSequence(9999), NotFoundError);
+  assert.throws(() => engine.stats(9999), NotFoundError);
+  assert.throws(() => engine.createSequence({ policy: "bogus" as "dense" }), InvalidArgumentError);
+  assert.throws(() => engine.createSequence({ window: 0 }), InvalidArgumentError);
+});
+
+Deno.test("dense sequence without room: ContextFullError", async () => {
+  using model = await loadModel(BIN);
+  using engine = await createEngine(model, { threads: 1 });
+  const seq = engine.createSequence({ policy: "dense", window: 4 });
+  await engine.step([{ seq, tokens: [1, 403, 407, 261], sample: false }]);
+  await assert.rejects(engine.step([{ seq, tokens: [378] }]), ContextFullError);
+  assert.equal(engine.stats(seq).cached, 4);
+});
+
+Deno.test("streaming cache keeps sinks + recent window; stats and cacheIndices", async () => {
+  using model = await loadModel(BIN);
+  using engine = await createEngine(model, { threads: 1 });
+  const seq = engine.createSequence({ policy: "streaming", sinks: 4, window: 8 });
+  const toks = Array.from({ length: 20 }, (_, i) => 3 + i);
+  await engine.step([{ seq, tokens: toks, sample: false }]);
+  const st = engine.stats(seq);
+  assert.equal(st.policy, "streaming");
+  assert.equal(st.cached, 8);
+  assert.equal(st.sinks, 4);
+  assert.equal(st.window, 8);
+  assert.equal(st.seen, 20);
+  assert.equal(st.evicted, 12);
+  assert.ok(st.bytes > 0);
+  assert.deepEqual(engine.cacheIndices(seq), [0, 1, 2, 3, 16, 17, 18, 19]);
+  const w = engine.createSequence({ policy: "window", window: 5 });
+  await engine.step([{ seq: w, tokens: toks, sample: false }]);
+  assert.deepEqual(engine.cacheIndices(w), [15, 16, 17, 18, 19]);
+  assert.equal(engine.stats(w).sinks, 0);
+});
+
+Deno.test("logits and target log-probabilities agree; seeded sampling is reproducible", async () => {
+  using model = await loadModel(HF);
+  using engine = await createEngine(model, { threads: 1 });
+  const seq = engine.createSequence();
+  const [r] = await engine.step([{ seq, tokens: [1, 403, 407], logits: true, target: 261 }]);
+  const logits = r.logits!;
+  assert.equal(logits.length, 512);
+  let argmax = 0;
+  for (let i = 1; i < logits.length; i++) if (logits[i] > logits[argmax]) argmax = i;
+  assert.equal(r.token, argmax);
+  const max = logits[argmax];
+  let sum = 0;
+  for (const v of logits) sum += Math.exp(v - max);
+  const lp = logits[261] - max - Math.log(sum);
+  assert.ok(Math.abs(lp - r.targetLogprob!) < 1e-3, `${lp} vs ${r.targetLogprob}`);
+
+  const run = async (seed: number) => {
+    const s = engine.createSequence({ temperature: 1, topP: 0.9, seed });
+    const out: number[] = [];
+    let t = 1;
+    for (let i = 0; i < 20; i++) {
+      [{ token: t }] = await engine.step([{ seq: s, tokens: [t] }]);
+      out.push(t);
+    }
+    engine.freeSequence(s);
+    return out;
+  };
+  assert.deepEqual(await run(42), await run(42));
+  const s = engine.createSequence();
+  engine.setSampling(s, { temperature: 0.7, topK: 5, seed: 3n });
+  assert.throws(() => engine.setSampling(s, { temperature: -1 }), InvalidArgumentError);
+  assert.throws(() => engine.setSampling(s, { topP: 0 }), InvalidArgumentError);
+});
+
+Deno.test("step runs off the event loop; overlapping calls are rejected; close is deferred", async () => {
+  using model = await loadModel(BIN);
+  const engine = await createEngine(model, { threads: 1, maxBatchTokens: 4096 });
+  const seqs = Array.from({ length: 8 }, () => engine.createSequence({ policy: "dense", window: 600 }));
+  const items = seqs.map((seq, k) => ({
+    seq,
+    tokens: Array.from({ length: 512 }, (_, i) => 3 + ((i * 7 + k) % 500)),
+    sample: false,
+  }));
+  const events: string[] = [];
+  let ticks = 0;
+  const timer = setInterval(() => {
+    if (ticks++ === 0) events.push("timer");
+  }, 0);
+  const p = engine.step(items).then((r) => {
+    events.push("step");
+    return r;
+  });
+  assert.equal(engine.busy, true);
+  await assert.rejects(engine.step([{ seq: seqs[0], tokens: [1] }]), EngineBusyError);
+  assert.throws(() => engine.createSequence(), EngineBusyError);
+  assert.throws(() => engine.stats(seqs[0]), EngineBusyError);
+  await p;
+  clearInterval(timer);
+  assert.deepEqual(events, ["timer", "step"]);
+  assert.equal(engine.busy, false);
+  assert.equal(engine.stats(seqs[3]).cached, 512);
+
+  // close() while a step is in flight: the step completes, then the engine is freed.
+  const q = engine.step([{ seq: seqs[0], tokens: [5] }, { seq: seqs[1], tokens: [6] }].map((x) => ({
+    ...x,
+    sample: true,
+  })));
+  engine.close();
+  engine.close();
+  assert.equal(engine.closed, true);
+  const r = await q;
+  assert.equal(r.length, 2);
+  assert.throws(() => engine.createSequence(), ClosedError);
+  await assert.rejects(engine.step([{ seq: 0, tokens: [1] }]), ClosedError);
+});
+
+Deno.test("double close is harmless; the model outlives engines that use it", async () => {
+  const model = await loadModel(BIN);
+  const engine = await createEngine(model, { threads: 1 });
+  model.close(); // engines keep the native model alive
+  model.close();
+  assert.equal(model.closed, true);
+  const seq = engine.createSequence();
+  const [r] = await engine.step([{ seq, tokens: [1] }]);
+  assert.equal(r.token, 403);
+  engine.close();
+  engine.close();
+  await assert.rejects(createEngine(model), ClosedError);
+  {
+    using m2 = await loadModel(BIN);
+    using e2 = await createEngine(m2, { threads: 1 });
+    e2.createSequence();
+  }
+});
+
+Deno.test("engine options are validated", async () => {
+  using model = await loadModel(BIN);
+  await assert.rejects(createEngine(model, { threads: -1 }), InvalidArgumentError);
+  await assert.rejects(createEngine(model, { maxBatchTokens: 0 }), InvalidArgumentError);
+  await assert.rejects(createEngine(model, { backend: "tpu" as "cpu" }), InvalidArgumentError);
+  if (!isBackendAvailable("cuda")) {
+    await assert.rejects(createEngine(model, { backend: "cuda" }), (e) => {
+      assert.ok(e instanceof SinkstreamError);
+      assert.equal(e.code, "SS_ERR_UNSUPPORTED");
+      return true;
+    });
+  }
+  using e = await createEngine(model, { threads: 1, maxSequences: 2, maxBatchTokens: 16 });
+  assert.equal(e.maxBatchTokens, 16);
+  assert.equal(e.backend, "cpu");
+  e.createSequence();
+  e.createSequence();
+  assert.throws(() => e.createSequence(), (err) => (err as SinkstreamError).code === "SS_ERR_LIMIT");
+  const s = 0;
+  await assert.rejects(
+    e.step([{ seq: s, tokens: Array.from({ length: 17 }, () => 5) }]),
+    (err) => (err as SinkstreamError).code === "SS_ERR_LIMIT",
+  );
+});
