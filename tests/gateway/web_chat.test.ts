@@ -6,7 +6,7 @@
  * (CI installs it: .ci/run).
  */
 import assert from "node:assert/strict";
-import { chromium } from "playwright-core";
+import { type BrowserContext, chromium } from "playwright-core";
 
 const CHROMIUM = "/usr/bin/chromium";
 const REPO = new URL("../../", import.meta.url).pathname;
@@ -129,23 +129,24 @@ Deno.test({
   async fn() {
     const gateway = await startGateway();
     const userDataDir = await Deno.makeTempDir({ prefix: "sinkstream-chromium-" });
-    // A fresh profile each run (Playwright's way of passing --user-data-dir).
-    const browser = await chromium.launchPersistentContext(userDataDir, {
-      executablePath: CHROMIUM,
-      headless: true,
-      viewport: { width: 1100, height: 760 },
-      args: [
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-quic",
-        "--no-first-run",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-      ],
-    });
+    let browser: BrowserContext | null = null;
     try {
+      // A fresh profile each run (Playwright's way of passing --user-data-dir).
+      browser = await chromium.launchPersistentContext(userDataDir, {
+        executablePath: CHROMIUM,
+        headless: true,
+        viewport: { width: 1100, height: 760 },
+        args: [
+          "--headless",
+          "--no-sandbox",
+          "--disable-gpu",
+          "--disable-quic",
+          "--no-first-run",
+          "--disable-background-networking",
+          "--disable-component-update",
+          "--disable-sync",
+        ],
+      });
       const page = browser.pages()[0] ?? await browser.newPage();
       const pageErrors: string[] = [];
       page.on("pageerror", (e) => pageErrors.push(String(e)));
@@ -223,7 +224,7 @@ Deno.test({
       console.error("gateway output:\n" + gateway.log());
       throw err;
     } finally {
-      await browser.close();
+      await browser?.close();
       await gateway.stop();
       await Deno.remove(userDataDir, { recursive: true }).catch(() => {});
     }
