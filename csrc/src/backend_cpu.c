@@ -345,10 +345,10 @@ static void attn_flush(attn_acc *a) {
     a->l *= scale;
   }
   a->m = m_new;
+  ss_softmax_exp(a->s, m_new, a->n); /* scores -> weights, in place */
   for (int j = 0; j < a->n; j++) {
-    float p = expf(a->s[j] - m_new);
-    a->l += p;
-    ss_axpy(a->out, p, a->vp[j], a->hd);
+    a->l += a->s[j];
+    ss_axpy(a->out, a->s[j], a->vp[j], a->hd);
   }
   a->n = 0;
 }

@@ -4,36 +4,6 @@
 
 #include <math.h>
 
-#define SS_LANES 16
-
-/* Explicit fused multiply-add where the target has it (the build uses
- * -std=c11, which disables automatic contraction); the choice is fixed at
- * compile time so every kernel rounds the same way. */
-#ifdef __FMA__
-#define MADD(a, b, c) fmaf((a), (b), (c))
-#else
-#define MADD(a, b, c) ((a) * (b) + (c))
-#endif
-
-/* Fixed-order reduction of the lane sums. */
-static inline float reduce_lanes(const float *acc) {
-  float s8[8];
-  for (int k = 0; k < 8; k++) s8[k] = acc[k] + acc[k + 8];
-  float s4[4];
-  for (int k = 0; k < 4; k++) s4[k] = s8[k] + s8[k + 4];
-  return (s4[0] + s4[2]) + (s4[1] + s4[3]);
-}
-
-float ss_dot(const float *restrict a, const float *restrict b, int n) {
-  float acc[SS_LANES] = {0};
-  int i = 0;
-  for (; i + SS_LANES <= n; i += SS_LANES)
-    for (int k = 0; k < SS_LANES; k++) acc[k] = MADD(a[i + k], b[i + k], acc[k]);
-  float s = reduce_lanes(acc);
-  for (; i < n; i++) s = MADD(a[i], b[i], s);
-  return s;
-}
-
 void ss_dot4(float out[4], const float *restrict w, const float *restrict x0, const float *restrict x1,
              const float *restrict x2, const float *restrict x3, int n) {
   float a0[SS_LANES] = {0}, a1[SS_LANES] = {0}, a2[SS_LANES] = {0}, a3[SS_LANES] = {0};
@@ -41,18 +11,18 @@ void ss_dot4(float out[4], const float *restrict w, const float *restrict x0, co
   for (; i + SS_LANES <= n; i += SS_LANES) {
     for (int k = 0; k < SS_LANES; k++) {
       float wk = w[i + k];
-      a0[k] = MADD(wk, x0[i + k], a0[k]);
-      a1[k] = MADD(wk, x1[i + k], a1[k]);
-      a2[k] = MADD(wk, x2[i + k], a2[k]);
-      a3[k] = MADD(wk, x3[i + k], a3[k]);
+      a0[k] = SS_MADD(wk, x0[i + k], a0[k]);
+      a1[k] = SS_MADD(wk, x1[i + k], a1[k]);
+      a2[k] = SS_MADD(wk, x2[i + k], a2[k]);
+      a3[k] = SS_MADD(wk, x3[i + k], a3[k]);
     }
   }
-  float s0 = reduce_lanes(a0), s1 = reduce_lanes(a1), s2 = reduce_lanes(a2), s3 = reduce_lanes(a3);
+  float s0 = ss_reduce_lanes(a0), s1 = ss_reduce_lanes(a1), s2 = ss_reduce_lanes(a2), s3 = ss_reduce_lanes(a3);
   for (; i < n; i++) {
-    s0 = MADD(w[i], x0[i], s0);
-    s1 = MADD(w[i], x1[i], s1);
-    s2 = MADD(w[i], x2[i], s2);
-    s3 = MADD(w[i], x3[i], s3);
+    s0 = SS_MADD(w[i], x0[i], s0);
+    s1 = SS_MADD(w[i], x1[i], s1);
+    s2 = SS_MADD(w[i], x2[i], s2);
+    s3 = SS_MADD(w[i], x3[i], s3);
   }
   out[0] = s0;
   out[1] = s1;
@@ -62,23 +32,32 @@ void ss_dot4(float out[4], const float *restrict w, const float *restrict x0, co
 
 void ss_matmul_rows(float *restrict y, const float *restrict x, const float *restrict w, const float *b, int T,
                     int in, int out, int r0, int r1, int accumulate) {
-  for (int r = r0; r < r1; r++) {
-    const float *wr = w + (int64_t)r * in;
-    float bias = b ? b[r] : 0.0f;
+  /* Rows go in groups of ~64 KiB of weights: the group stays in L2 while every
+   * block of 4 tokens streams past it, and a token block stays in L1 across
+   * the rows of the group. */
+  int group = 16384 / (in > 0 ? in : 1);
+  group = group < 1 ? 1 : group > 32 ? 32 : group;
+  for (int g0 = r0; g0 < r1; g0 += group) {
+    int g1 = g0 + group < r1 ? g0 + group : r1;
     int t = 0;
     for (; t + 4 <= T; t += 4) {
-      float s[4];
       const float *xt = x + (int64_t)t * in;
-      ss_dot4(s, wr, xt, xt + in, xt + 2 * (int64_t)in, xt + 3 * (int64_t)in, in);
-      for (int k = 0; k < 4; k++) {
-        float *yo = y + (int64_t)(t + k) * out + r;
-        *yo = accumulate ? *yo + (s[k] + bias) : s[k] + bias;
+      for (int r = g0; r < g1; r++) {
+        float s[4], bias = b ? b[r] : 0.0f;
+        ss_dot4(s, w + (int64_t)r * in, xt, xt + in, xt + 2 * (int64_t)in, xt + 3 * (int64_t)in, in);
+        for (int k = 0; k < 4; k++) {
+          float *yo = y + (int64_t)(t + k) * out + r;
+          *yo = accumulate ? *yo + (s[k] + bias) : s[k] + bias;
+        }
       }
     }
     for (; t < T; t++) {
-      float s = ss_dot(wr, x + (int64_t)t * in, in);
-      float *yo = y + (int64_t)t * out + r;
-      *yo = accumulate ? *yo + (s + bias) : s + bias;
+      const float *xt = x + (int64_t)t * in;
+      for (int r = g0; r < g1; r++) {
+        float s = ss_dot(w + (int64_t)r * in, xt, in) + (b ? b[r] : 0.0f);
+        float *yo = y + (int64_t)t * out + r;
+        *yo = accumulate ? *yo + s : s;
+      }
     }
   }
 }
@@ -111,6 +90,34 @@ void ss_rope_tables(float *restrict cos_tab, float *restrict sin_tab, int64_t po
   }
 }
 
-void ss_axpy(float *restrict y, float a, const float *restrict x, int n) {
-  for (int i = 0; i < n; i++) y[i] = MADD(a, x[i], y[i]);
+
+/* exp(x) for x in [-87, 0]: x = n ln2 + r, |r| <= ln2/2, exp(r) by a degree-6
+ * Taylor/Horner polynomial, 2^n put into the exponent bits. */
+static inline float exp_neg(float x) {
+  int32_t n = (int32_t)(x * 1.44269504088896341f - 0.5f); /* round(x / ln2) for x <= 0 */
+  float nf = (float)n;
+  float r = x - nf * 0.693359375f; /* ln2 split in two so n * hi is exact */
+  r = r - nf * -2.12194440e-4f;
+  float p = 1.0f / 720.0f;
+  p = SS_MADD(p, r, 1.0f / 120.0f);
+  p = SS_MADD(p, r, 1.0f / 24.0f);
+  p = SS_MADD(p, r, 1.0f / 6.0f);
+  p = SS_MADD(p, r, 0.5f);
+  p = SS_MADD(p, r, 1.0f);
+  p = SS_MADD(p, r, 1.0f);
+  union {
+    int32_t i;
+    float f;
+  } scale = {.i = (n + 127) * (1 << 23)}; /* n in [-126, 0]: a normal power of two */
+  return p * scale.f;
+}
+
+void ss_softmax_exp(float *s, float m, int n) {
+  /* two loops: gcc vectorises neither when the clamp and the float -> int
+   * conversion share one */
+  for (int j = 0; j < n; j++) {
+    float x = s[j] - m;
+    s[j] = x >= -87.0f ? x : -87.0f; /* keeps the conversion below defined (-inf, NaN) */
+  }
+  for (int j = 0; j < n; j++) s[j] = exp_neg(s[j]);
 }

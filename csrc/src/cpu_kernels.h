@@ -11,8 +11,46 @@
 
 #include <stdint.h>
 
-/* sum_i a[i] * b[i] */
-float ss_dot(const float *restrict a, const float *restrict b, int n);
+#define SS_LANES 16
+
+/* Explicit fused multiply-add where the target has it (the build uses
+ * -std=c11, which disables automatic contraction); the choice is fixed at
+ * compile time so every kernel rounds the same way. */
+#ifdef __FMA__
+#define SS_MADD(a, b, c) __builtin_fmaf((a), (b), (c))
+#else
+#define SS_MADD(a, b, c) ((a) * (b) + (c))
+#endif
+
+/* Fixed-order reduction of the lane sums. */
+static inline float ss_reduce_lanes(const float *acc) {
+  float s8[8];
+  for (int k = 0; k < 8; k++) s8[k] = acc[k] + acc[k + 8];
+  float s4[4];
+  for (int k = 0; k < 4; k++) s4[k] = s8[k] + s8[k + 4];
+  return (s4[0] + s4[2]) + (s4[1] + s4[3]);
+}
+
+/* sum_i a[i] * b[i]: SS_LANES partial sums, reduced in a fixed order, then the
+ * tail in sequence. (For n < SS_LANES that is just the sequential sum.) Inline:
+ * the attention loops call it with short head vectors. */
+static inline float ss_dot(const float *restrict a, const float *restrict b, int n) {
+  int i = 0;
+  float s = 0.0f;
+  if (n >= SS_LANES) {
+    float acc[SS_LANES] = {0};
+    for (; i + SS_LANES <= n; i += SS_LANES)
+      for (int k = 0; k < SS_LANES; k++) acc[k] = SS_MADD(a[i + k], b[i + k], acc[k]);
+    s = ss_reduce_lanes(acc);
+  }
+  for (; i < n; i++) s = SS_MADD(a[i], b[i], s);
+  return s;
+}
+
+/* y[n] += a * x[n] */
+static inline void ss_axpy(float *restrict y, float a, const float *restrict x, int n) {
+  for (int i = 0; i < n; i++) y[i] = SS_MADD(a, x[i], y[i]);
+}
 /* out[k] = sum_i w[i] * x_k[i], k = 0..3 (w read once for the four vectors) */
 void ss_dot4(float out[4], const float *restrict w, const float *restrict x0, const float *restrict x1,
              const float *restrict x2, const float *restrict x3, int n);
@@ -36,7 +74,9 @@ void ss_rope_inv_freq(double *inv_freq, double theta, int hd);
  * computed in double (positions grow without bound), then rounded to float. */
 void ss_rope_tables(float *restrict cos_tab, float *restrict sin_tab, int64_t pos, const double *inv_freq, int hd);
 
-/* y[n] += a * x[n] */
-void ss_axpy(float *restrict y, float a, const float *restrict x, int n);
+/* s[j] = exp(s[j] - m) in place, for s[j] <= m (scores -> softmax weights).
+ * A branch-free polynomial exp (relative error ~2e-7) that vectorises;
+ * results below exp(-87) flush to ~1e-38. */
+void ss_softmax_exp(float *s, float m, int n);
 
 #endif /* SS_CPU_KERNELS_H */

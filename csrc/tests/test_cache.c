@@ -1,4 +1,5 @@
 /* test_cache.c — cache geometry, eviction and chunk semantics on a tiny random model. */
+#include "cpu_kernels.h"
 #include "test_util.h"
 #include "tiny_model.h"
 
@@ -184,7 +185,49 @@ static void test_chunks(const tiny_model *t, int policy, int S, int C) {
   ss_engine_free(e);
 }
 
+/* kernels the equivalence tests rely on */
+static void test_kernels(void) {
+  /* dot4 == four dots, bit for bit, for lengths around the lane width */
+  uint64_t s = 5;
+  float w[100], x[4][100];
+  for (int i = 0; i < 100; i++) {
+    w[i] = tiny_uniform(&s, 1.0f);
+    for (int k = 0; k < 4; k++) x[k][i] = tiny_uniform(&s, 1.0f);
+  }
+  int same = 1;
+  double worst = 0;
+  for (int n = 0; n <= 100; n += 3) {
+    float o[4];
+    ss_dot4(o, w, x[0], x[1], x[2], x[3], n);
+    for (int k = 0; k < 4; k++) {
+      same &= o[k] == ss_dot(w, x[k], n);
+      double ref = 0;
+      for (int i = 0; i < n; i++) ref += (double)w[i] * x[k][i];
+      if (fabs(o[k] - ref) > worst) worst = fabs(o[k] - ref);
+    }
+  }
+  CHECK(same, "ss_dot4 and ss_dot agree bit for bit");
+  CHECK(worst < 1e-4, "dot products accurate (%.3g)", worst);
+  /* softmax exp: relative error against exp() over its range, -inf -> ~0 */
+  float v[2000];
+  for (int i = 0; i < 1999; i++) v[i] = -90.0f + 90.0f * i / 1998.0f;
+  v[1999] = -INFINITY;
+  float in[2000];
+  memcpy(in, v, sizeof v);
+  ss_softmax_exp(v, 0.0f, 2000);
+  double rel = 0;
+  for (int i = 0; i < 1999; i++) {
+    if (in[i] < -87.0f) continue;
+    double e = exp((double)in[i]), r = fabs(v[i] - e) / e;
+    if (r > rel) rel = r;
+  }
+  CHECK(rel < 1e-6, "ss_softmax_exp relative error %.3g", rel);
+  CHECK(v[1999] >= 0 && v[1999] < 1e-37, "exp(-inf) ~ 0 (%g)", v[1999]);
+  CHECK(v[1998] == 1.0f, "exp(0) == 1 (%.9g)", v[1998]);
+}
+
 int main(void) {
+  test_kernels();
   tiny_model t;
   if (tiny_model_init(&t, tiny_default_cfg()) != 0) {
     fprintf(stderr, "out of memory\n");
