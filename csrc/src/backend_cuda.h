@@ -1,0 +1,29 @@
+/*
+ * backend_cuda.h — internal entry points of the CUDA backend beyond ss_backend_ops
+ * (tests and benchmarks only; not part of the public C ABI). Available when the
+ * library is built with -DSS_WITH_CUDA (make cuda / cuda-check / cuda-test).
+ */
+#ifndef SS_BACKEND_CUDA_H
+#define SS_BACKEND_CUDA_H
+
+#include <stdint.h>
+
+#include "ss_kernels.h"
+
+/* Number of usable CUDA devices (0 when there is no driver or no device). */
+int ss_cuda_device_count(void);
+
+/* Matmul path chosen by the most recent CUDA backend init, e.g. "cublas (libcublas.so.12) + own gemv
+ * for <= 8 rows" or "own kernels (wmma + gemv)". "" before any init. */
+const char *ss_cuda_gemm_path(void);
+
+/* Device sampling of `rows` rows of host logits [rows, vocab] on `device` (kernels/sampling.cu):
+ * uploads, samples, downloads the tokens. SS_ERR_BACKEND with a message on a CUDA error. */
+int ss_cuda_sample_host(int device, const float *logits, int32_t rows, int32_t vocab,
+                        const ssk_sample_params *params, int32_t *out_tokens);
+
+/* Measured device-to-device copy bandwidth in bytes/s (read + write counted), for the roofline
+ * of the decode benchmark. */
+int ss_cuda_copy_bandwidth(int device, double *bytes_per_s);
+
+#endif

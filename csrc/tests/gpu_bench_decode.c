@@ -1,0 +1,157 @@
+/* gpu_bench_decode.c — decode throughput of the CUDA backend on a Llama-2-7B-shaped fp16 model
+ * with random weights (built in memory, uploaded and converted on the device; no download).
+ * Built by `make cuda-test`, run by tests/gpu/check.sh.
+ *
+ * All sequences use StreamingLLM with SS_BENCH_SINKS sinks (4) and capacity
+ * sinks + SS_BENCH_WINDOW (2044) = 2048; each is prefilled with SS_BENCH_PREFILL (4100) tokens
+ * through the engine (chunks of up to 2048 tokens), so every timed decode step runs at stream
+ * positions past 4096 with eviction live. Then, for each batch size in SS_BENCH_BATCHES
+ * ("1,8,32"), the first B sequences decode SS_BENCH_STEPS steps through ss_engine_step (greedy,
+ * logits copied to the host and sampled there, as a server would), after 3 warm-up steps.
+ *
+ * Prints machine-readable lines:
+ *   BENCH ours batch=B tok_s=X step_ms=Y
+ *   BENCH roofline weight_bytes=W copy_bw=BW tok_s=R  (R = BW / W: weights read once per step)
+ *   BENCH info gemm="..." prefill_tok_s=P
+ * Without a usable GPU it prints SKIP and exits 0. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "backend.h"
+#include "backend_cuda.h"
+#include "gpu_model.h"
+#include "sinkstream.h"
+
+static double now_s(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+static int env_int(const char *name, int def) {
+  const char *v = getenv(name);
+  return v && *v ? atoi(v) : def;
+}
+
+#define DIE(...)                          \
+  do {                                    \
+    fprintf(stderr, "gpu_bench_decode: "); \
+    fprintf(stderr, __VA_ARGS__);         \
+    fprintf(stderr, "\n");                \
+    return 1;                             \
+  } while (0)
+
+int main(void) {
+  if (!ss_backend_available(SS_BACKEND_CUDA)) {
+    printf("SKIP: gpu_bench_decode: no usable CUDA device\n");
+    return 0;
+  }
+  const int sinks = env_int("SS_BENCH_SINKS", 4), window = env_int("SS_BENCH_WINDOW", 2044);
+  const int prefill = env_int("SS_BENCH_PREFILL", 4100), steps = env_int("SS_BENCH_STEPS", 32);
+  const char *bl = getenv("SS_BENCH_BATCHES");
+  if (!bl || !*bl) bl = "1,8,32";
+  int batches[16], n_b = 0, max_b = 0;
+  for (const char *p = bl; *p && n_b < 16;) {
+    batches[n_b] = atoi(p);
+    if (batches[n_b] > max_b) max_b = batches[n_b];
+    n_b++;
+    const char *c = strchr(p, ',');
+    if (!c) break;
+    p = c + 1;
+  }
+  if (max_b <= 0 || max_b > 256) DIE("bad SS_BENCH_BATCHES '%s'", bl);
+
+  double t0 = now_s();
+  ss_model_info info = gpu_info_llama2_7b();
+  info.max_seq_len = sinks + window;
+  ss_model *m = NULL;
+  if (gpu_model_random(&info, 2024, 0.02f, 1, &m)) DIE("model: %s", ss_last_error());
+  ss_engine_params ep = ss_engine_default_params();
+  ep.backend = SS_BACKEND_CUDA;
+  ep.max_sequences = max_b;
+  ep.max_batch_tokens = 4096;
+  ss_engine *e = NULL;
+  if (ss_engine_create(m, &ep, &e)) DIE("engine: %s", ss_last_error());
+  printf("BENCH info model=llama2-7b-shape(fp16 random) setup_s=%.1f gemm=\"%s\"\n", now_s() - t0,
+         ss_cuda_gemm_path());
+  fflush(stdout);
+
+  int32_t *ids = malloc(sizeof(int32_t) * (size_t)max_b);
+  for (int b = 0; b < max_b; b++) {
+    ss_seq_params sp = ss_seq_default_params();
+    sp.policy = SS_POLICY_STREAMING;
+    sp.n_sinks = sinks;
+    sp.capacity = sinks + window;
+    if (ss_seq_create(e, &sp, &ids[b])) DIE("seq: %s", ss_last_error());
+  }
+
+  /* prefill: two sequences x 2048 tokens per step */
+  const int chunk = 2048;
+  int32_t *toks = malloc(sizeof(int32_t) * 4096);
+  int32_t it_ids[2], it_n[2], flags[2] = {0, 0};
+  uint64_t rs = 5;
+  double tp = now_s();
+  long long pre_tokens = 0;
+  for (int b = 0; b < max_b; b += 2) {
+    int nb = max_b - b < 2 ? max_b - b : 2;
+    for (int fed = 0; fed < prefill; fed += chunk) {
+      int n = prefill - fed < chunk ? prefill - fed : chunk;
+      for (int k = 0; k < nb; k++) {
+        it_ids[k] = ids[b + k];
+        it_n[k] = n;
+        for (int j = 0; j < n; j++) toks[k * n + j] = (int32_t)(3 + gm_next(&rs) % 31000);
+      }
+      if (ss_engine_step(e, nb, it_ids, it_n, toks, flags, NULL, NULL, NULL, NULL))
+        DIE("prefill: %s", ss_last_error());
+      pre_tokens += (long long)n * nb;
+    }
+  }
+  double prefill_s = now_s() - tp;
+  printf("BENCH info prefill_tokens=%lld prefill_s=%.1f prefill_tok_s=%.0f\n", pre_tokens, prefill_s,
+         pre_tokens / prefill_s);
+  fflush(stdout);
+
+  int32_t *nt = malloc(sizeof(int32_t) * (size_t)max_b), *out = malloc(sizeof(int32_t) * (size_t)max_b);
+  int32_t *in = malloc(sizeof(int32_t) * (size_t)max_b), *fl = malloc(sizeof(int32_t) * (size_t)max_b);
+  for (int b = 0; b < max_b; b++) {
+    in[b] = 1 + b;
+    nt[b] = 1;
+    fl[b] = SS_STEP_SAMPLE;
+  }
+  for (int bi = 0; bi < n_b; bi++) {
+    int B = batches[bi];
+    for (int s = 0; s < 3 + steps; s++) {
+      if (s == 3) t0 = now_s();
+      if (ss_engine_step(e, B, ids, nt, in, fl, NULL, out, NULL, NULL)) DIE("decode B=%d: %s", B, ss_last_error());
+      memcpy(in, out, sizeof(int32_t) * (size_t)B);
+    }
+    double dt = now_s() - t0;
+    ss_seq_stats st;
+    ss_seq_get_stats(e, ids[0], &st);
+    printf("BENCH ours batch=%d tok_s=%.2f step_ms=%.3f stream_pos=%lld n_evicted=%lld\n", B, B * steps / dt,
+           1000.0 * dt / steps, (long long)st.n_seen, (long long)st.n_evicted);
+    fflush(stdout);
+  }
+
+  /* roofline: bytes of weights read per decode step (fp16) / measured copy bandwidth */
+  double w_elems = (double)info.n_layers * ((double)(info.n_heads + 2 * info.n_kv_heads) * info.head_dim * info.dim +
+                                             (double)info.dim * info.n_heads * info.head_dim +
+                                             3.0 * info.hidden_dim * info.dim) +
+                   (double)info.vocab_size * info.dim;
+  double wbytes = 2.0 * w_elems, bw = 0.0;
+  if (ss_cuda_copy_bandwidth(0, &bw)) DIE("bandwidth: %s", ss_last_error());
+  double kv_bytes = 2.0 * 2.0 * info.n_layers * (double)info.n_kv_heads * info.head_dim * (sinks + window);
+  printf("BENCH roofline weight_bytes=%.0f copy_bw=%.0f tok_s=%.2f kv_bytes_per_seq_step=%.0f\n", wbytes, bw,
+         bw / wbytes, kv_bytes);
+  ss_engine_free(e);
+  ss_model_free(m);
+  free(ids);
+  free(toks);
+  free(nt);
+  free(out);
+  free(in);
+  free(fl);
+  return 0;
+}

@@ -1,0 +1,295 @@
+/* gpu_test_cuda_vs_cpu.c — the CUDA backend against the CPU backend (built by `make cuda-test`,
+ * run by tests/gpu/check.sh; not a test_*.c, so `make test` never builds it).
+ *
+ * Model: $SS_GPU_TEST_MODEL, else $SS_SHARED/models/stories260K/stories260K.bin when present,
+ * else a synthetic stories260K-shaped model (random weights, built in memory).
+ * For batch 1 and batch 8, every sequence is fed a prompt in chunks (one chunk longer than the
+ * ring, so it wraps inside the chunk), then decoded greedily for hundreds of steps with a
+ * capacity of a few dozen tokens: hundreds of evictions. Both engines are fed the CPU engine's
+ * greedy tokens (teacher forcing), and at every step:
+ *   - logits: relative L2 error |cuda - cpu| / |cpu| per row < 1e-2 (fp16), < 3e-2 (bf16);
+ *   - greedy tokens equal (trained model: always; synthetic model: except where the CPU's top
+ *     two logits are closer than 1e-3, a tie fp16 cannot resolve);
+ *   - cache statistics and cached stream indices equal.
+ * Passes: fp16 with cuBLAS (when loadable), fp16 with the own kernels only, bf16.
+ * Plus device sampling (kernels/sampling.cu) against host-computed allowed sets.
+ * Without a usable GPU it prints SKIP and checks only that the CUDA backend reports itself
+ * unavailable (SS_ERR_UNSUPPORTED), then exits 0. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "backend.h"
+#include "backend_cuda.h"
+#include "gpu_model.h"
+#include "sinkstream.h"
+#include "test_util.h"
+
+#define MAXB 8
+
+static int file_exists(const char *p) {
+  struct stat st;
+  return p && stat(p, &st) == 0;
+}
+
+typedef struct pass_stats {
+  double max_rel;
+  int steps, token_mismatch, near_ties;
+} pass_stats;
+
+static int argmax(const float *x, int n, float *margin) {
+  int a = 0;
+  for (int i = 1; i < n; i++)
+    if (x[i] > x[a]) a = i;
+  float second = -INFINITY;
+  for (int i = 0; i < n; i++)
+    if (i != a && x[i] > second) second = x[i];
+  if (margin) *margin = x[a] - second;
+  return a;
+}
+
+static double rel_err(const float *a, const float *ref, int n) {
+  double num = 0, den = 0;
+  for (int i = 0; i < n; i++) {
+    double d = (double)a[i] - (double)ref[i];
+    num += d * d;
+    den += (double)ref[i] * ref[i];
+  }
+  return den > 0 ? sqrt(num / den) : sqrt(num);
+}
+
+/* One scenario on a fresh pair of sequences sets. */
+static void run_scenario(ss_engine *cpu, ss_engine *gpu, int B, int vocab, int trained, double tol,
+                         pass_stats *ps, const char *tag) {
+  int32_t ids_c[MAXB], ids_g[MAXB];
+  for (int b = 0; b < B; b++) {
+    ss_seq_params sp = ss_seq_default_params();
+    /* a mix of geometries: streaming with 4 / 1 / 0 sinks, a window cache */
+    sp.policy = (b % 4 == 3) ? SS_POLICY_WINDOW : SS_POLICY_STREAMING;
+    sp.n_sinks = (b % 4 == 0) ? 4 : (b % 4 == 1 ? 1 : 0);
+    sp.capacity = 40 + 8 * b;
+    int rc1 = ss_seq_create(cpu, &sp, &ids_c[b]);
+    int rc2 = ss_seq_create(gpu, &sp, &ids_g[b]);
+    CHECK(rc1 == 0 && rc2 == 0, "%s: seq_create: %s", tag, ss_last_error());
+  }
+  /* prompt: BOS then pseudo-random tokens, fed in chunks 1, 7, 100 (> capacity: wraps), 42 */
+  const int chunks[4] = {1, 7, 100, 42};
+  uint64_t rs = 12345 + (uint64_t)B;
+  float *lc = malloc((size_t)MAXB * vocab * sizeof(float));
+  float *lg = malloc((size_t)MAXB * vocab * sizeof(float));
+  int32_t *toks = malloc((size_t)MAXB * 128 * sizeof(int32_t));
+  int32_t ntok[MAXB], flags[MAXB], out_c[MAXB], out_g[MAXB], next[MAXB];
+  int fed = 0;
+  for (int ci = 0; ci < 4; ci++) {
+    int off = 0;
+    for (int b = 0; b < B; b++) {
+      ntok[b] = chunks[ci];
+      flags[b] = SS_STEP_LOGITS | SS_STEP_SAMPLE;
+      for (int j = 0; j < chunks[ci]; j++)
+        toks[off + j] = (fed + j == 0) ? 1 : (int32_t)(2 + gm_next(&rs) % (uint64_t)(vocab - 2));
+      off += chunks[ci];
+    }
+    int rc1 = ss_engine_step(cpu, B, ids_c, ntok, toks, flags, NULL, out_c, lc, NULL);
+    int rc2 = ss_engine_step(gpu, B, ids_g, ntok, toks, flags, NULL, out_g, lg, NULL);
+    CHECK(rc1 == 0, "%s: cpu prefill step: %s", tag, ss_last_error());
+    CHECK(rc2 == 0, "%s: cuda prefill step: %s", tag, ss_last_error());
+    if (rc1 || rc2) goto out;
+    for (int b = 0; b < B; b++) {
+      double e = rel_err(lg + (size_t)b * vocab, lc + (size_t)b * vocab, vocab);
+      if (e > ps->max_rel) ps->max_rel = e;
+      CHECK(e < tol, "%s: prefill chunk %d seq %d: logits relative error %.3g >= %.g", tag, ci, b, e, tol);
+      next[b] = out_c[b];
+    }
+    fed += chunks[ci];
+  }
+  /* greedy decode, teacher-forced with the CPU engine's tokens */
+  const int steps = 400;
+  for (int s = 0; s < steps; s++) {
+    for (int b = 0; b < B; b++) {
+      ntok[b] = 1;
+      toks[b] = next[b];
+      flags[b] = SS_STEP_LOGITS | SS_STEP_SAMPLE;
+    }
+    int rc1 = ss_engine_step(cpu, B, ids_c, ntok, toks, flags, NULL, out_c, lc, NULL);
+    int rc2 = ss_engine_step(gpu, B, ids_g, ntok, toks, flags, NULL, out_g, lg, NULL);
+    CHECK(rc1 == 0, "%s: cpu decode step %d: %s", tag, s, ss_last_error());
+    CHECK(rc2 == 0, "%s: cuda decode step %d: %s", tag, s, ss_last_error());
+    if (rc1 || rc2) goto out;
+    ps->steps++;
+    for (int b = 0; b < B; b++) {
+      const float *rc = lc + (size_t)b * vocab, *rg = lg + (size_t)b * vocab;
+      double e = rel_err(rg, rc, vocab);
+      if (e > ps->max_rel) ps->max_rel = e;
+      if (e >= tol) CHECK(e < tol, "%s: step %d seq %d: logits relative error %.3g >= %.g", tag, s, b, e, tol);
+      float margin;
+      int ac = argmax(rc, vocab, &margin);
+      CHECK(ac == out_c[b], "%s: cpu engine greedy token differs from its logits' argmax", tag);
+      if (out_g[b] != out_c[b]) {
+        if (!trained && margin < 1e-3f) {
+          ps->near_ties++;
+        } else {
+          ps->token_mismatch++;
+          if (ps->token_mismatch <= 5)
+            CHECK(0, "%s: step %d seq %d: greedy token cuda %d != cpu %d (cpu top-2 margin %.3g)", tag, s, b,
+                  out_g[b], out_c[b], margin);
+        }
+      }
+      next[b] = out_c[b];
+    }
+  }
+  for (int b = 0; b < B; b++) {
+    ss_seq_stats sc, sg;
+    ss_seq_get_stats(cpu, ids_c[b], &sc);
+    ss_seq_get_stats(gpu, ids_g[b], &sg);
+    CHECK(sc.n_cached == sg.n_cached && sc.n_seen == sg.n_seen && sc.n_evicted == sg.n_evicted,
+          "%s: seq %d stats differ", tag, b);
+    CHECK(sc.n_evicted > 300, "%s: seq %d: only %lld evictions", tag, b, (long long)sc.n_evicted);
+    int64_t ic[128], ig[128];
+    int32_t nc = 0, ng = 0;
+    ss_seq_get_cache_indices(cpu, ids_c[b], ic, 128, &nc);
+    ss_seq_get_cache_indices(gpu, ids_g[b], ig, 128, &ng);
+    CHECK(nc == ng && memcmp(ic, ig, sizeof(int64_t) * (size_t)(nc < 128 ? nc : 128)) == 0,
+          "%s: seq %d cache indices differ", tag, b);
+  }
+out:
+  for (int b = 0; b < B; b++) {
+    ss_seq_free(cpu, ids_c[b]);
+    ss_seq_free(gpu, ids_g[b]);
+  }
+  free(lc);
+  free(lg);
+  free(toks);
+}
+
+static void test_device_sampling(void) {
+  const int rows = 6, vocab = 5000;
+  float *lg = malloc((size_t)rows * vocab * sizeof(float));
+  uint64_t s = 99;
+  for (int i = 0; i < rows * vocab; i++) lg[i] = (float)((int64_t)(gm_next(&s) % 20000) - 10000) / 1000.0f;
+  lg[1 * vocab + 17] = lg[1 * vocab + 18] = 50.0f; /* tie: lowest index wins */
+  ssk_sample_params p[6] = {{0.0f, 0, 1.0f, 0.5f}, {0.0f, 0, 1.0f, 0.5f},  {1.0f, 1, 1.0f, 0.3f},
+                            {0.8f, 20, 1.0f, 0.9f}, {1.0f, 0, 0.05f, 0.7f}, {1.5f, 50, 0.5f, 0.999f}};
+  int32_t out[6];
+  int rc = ss_cuda_sample_host(0, lg, rows, vocab, p, out);
+  CHECK(rc == 0, "device sampling: %s", ss_last_error());
+  if (rc) goto done;
+  CHECK(out[0] == argmax(lg, vocab, NULL), "device argmax %d != host %d", out[0], argmax(lg, vocab, NULL));
+  CHECK(out[1] == 17, "device argmax on a tie picked %d, want 17", out[1]);
+  CHECK(out[2] == argmax(lg + 2 * vocab, vocab, NULL), "top_k=1 sampled %d, want the argmax", out[2]);
+  for (int r = 3; r < rows; r++) {
+    /* allowed set on the host: rank by logit, keep top_k, then the top_p prefix */
+    const float *x = lg + (size_t)r * vocab;
+    float t = x[out[r]];
+    int rank = 0;
+    for (int i = 0; i < vocab; i++) rank += x[i] > t;
+    if (p[r].top_k > 0) CHECK(rank < p[r].top_k, "row %d: token of rank %d outside top_k %d", r, rank, p[r].top_k);
+    if (p[r].top_p < 1.0f) {
+      float mx = x[argmax(x, vocab, NULL)];
+      double z = 0, above = 0;
+      /* mass strictly above the sampled token (within top_k) must be < top_p of the kept mass */
+      float kth = -INFINITY;
+      if (p[r].top_k > 0) {
+        float *tmp = malloc((size_t)vocab * sizeof(float));
+        memcpy(tmp, x, (size_t)vocab * sizeof(float));
+        for (int k = 0; k < p[r].top_k; k++) {
+          int a = argmax(tmp, vocab, NULL);
+          kth = tmp[a];
+          tmp[a] = -INFINITY;
+        }
+        free(tmp);
+      }
+      for (int i = 0; i < vocab; i++) {
+        if (x[i] < kth) continue;
+        double e = exp((x[i] - mx) / p[r].temperature);
+        z += e;
+        if (x[i] > t) above += e;
+      }
+      CHECK(above < p[r].top_p * z * (1 + 1e-5), "row %d: token outside the top_p nucleus", r);
+    }
+  }
+done:
+  free(lg);
+}
+
+int main(void) {
+  int avail = ss_backend_available(SS_BACKEND_CUDA);
+  if (!avail) {
+    printf("SKIP: gpu_test_cuda_vs_cpu: no usable CUDA device (ss_backend_available(SS_BACKEND_CUDA) == 0)\n");
+    /* still check that the CUDA backend refuses cleanly */
+    ss_model_info info = gpu_info_stories260k();
+    ss_model *m = NULL;
+    CHECK(gpu_model_random(&info, 1, 0.3f, 0, &m) == 0, "synthetic model: %s", ss_last_error());
+    ss_engine_params ep = ss_engine_default_params();
+    ep.backend = SS_BACKEND_CUDA;
+    ss_engine *e = NULL;
+    int rc = ss_engine_create(m, &ep, &e);
+    CHECK(rc == SS_ERR_UNSUPPORTED && e == NULL, "cuda engine without a GPU: rc %d (%s)", rc, ss_last_error());
+    ss_model_free(m);
+    return test_summary("gpu_test_cuda_vs_cpu (skipped: no GPU)");
+  }
+
+  const char *path = getenv("SS_GPU_TEST_MODEL");
+  const char *shared = getenv("SS_SHARED");
+  char buf[4096];
+  if (!file_exists(path) && shared) {
+    snprintf(buf, sizeof buf, "%s/models/stories260K/stories260K.bin", shared);
+    path = file_exists(buf) ? buf : NULL;
+  } else if (!file_exists(path)) {
+    path = NULL;
+  }
+  ss_model *m = NULL;
+  int trained = path != NULL;
+  if (path) {
+    ss_model_params mp = ss_model_default_params();
+    int rc = ss_model_load(path, &mp, &m);
+    CHECK(rc == 0, "load %s: %s", path, ss_last_error());
+    if (rc) return test_summary("gpu_test_cuda_vs_cpu");
+    printf("model: %s\n", path);
+  } else {
+    ss_model_info info = gpu_info_stories260k();
+    int rc = gpu_model_random(&info, 7, 0.3f, 0, &m);
+    CHECK(rc == 0, "synthetic model: %s", ss_last_error());
+    if (rc) return test_summary("gpu_test_cuda_vs_cpu");
+    printf("model: synthetic stories260K-shaped (random weights; no stories260K.bin found)\n");
+  }
+  int vocab = m->info.vocab_size;
+
+  ss_engine_params cp = ss_engine_default_params();
+  cp.max_batch_tokens = 1024;
+  ss_engine *cpu = NULL;
+  CHECK(ss_engine_create(m, &cp, &cpu) == 0, "cpu engine: %s", ss_last_error());
+
+  struct {
+    const char *name, *dtype, *gemm;
+    double tol;
+  } passes[3] = {{"fp16", "fp16", "auto", 1e-2}, {"fp16-own-kernels", "fp16", "own", 1e-2}, {"bf16", "bf16", "auto", 3e-2}};
+  for (int p = 0; p < 3 && cpu; p++) {
+    setenv("SS_CUDA_DTYPE", passes[p].dtype, 1);
+    setenv("SS_CUDA_GEMM", passes[p].gemm, 1);
+    ss_engine_params gp = cp;
+    gp.backend = SS_BACKEND_CUDA;
+    ss_engine *gpu = NULL;
+    int rc = ss_engine_create(m, &gp, &gpu);
+    CHECK(rc == 0, "cuda engine (%s): %s", passes[p].name, ss_last_error());
+    if (rc) continue;
+    printf("pass %s: matmuls: %s\n", passes[p].name, ss_cuda_gemm_path());
+    int batches[2] = {1, 8};
+    for (int bi = 0; bi < 2; bi++) {
+      pass_stats ps = {0};
+      char tag[96];
+      snprintf(tag, sizeof tag, "%s batch %d", passes[p].name, batches[bi]);
+      run_scenario(cpu, gpu, batches[bi], vocab, trained, passes[p].tol, &ps, tag);
+      printf("  %-28s decode steps %d, max logits rel error %.3g (tol %.g), token mismatches %d, near ties %d\n",
+             tag, ps.steps, ps.max_rel, passes[p].tol, ps.token_mismatch, ps.near_ties);
+    }
+    ss_engine_free(gpu);
+  }
+  unsetenv("SS_CUDA_DTYPE");
+  unsetenv("SS_CUDA_GEMM");
+  test_device_sampling();
+  ss_engine_free(cpu);
+  ss_model_free(m);
+  return test_summary("gpu_test_cuda_vs_cpu");
+}
