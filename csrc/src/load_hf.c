@@ -180,6 +180,9 @@ static int cfg_check_unsupported(const char *path, const ss_json_doc *doc) {
   if (act && act->type != SS_JSON_NULL && (act->type != SS_JSON_STRING || strcmp(act->str, "silu") != 0))
     return ss_fail(SS_ERR_FORMAT, "%s: hidden_act '%s' is not supported (only silu)", path,
                    act->type == SS_JSON_STRING ? act->str : "?");
+  const ss_json *sw = ss_json_get(doc, root, "use_sliding_window");
+  if (sw && sw->type == SS_JSON_BOOL && sw->boolean)
+    return ss_fail(SS_ERR_FORMAT, "%s: use_sliding_window is not supported", path);
   const ss_json *rs = ss_json_get(doc, root, "rope_scaling");
   if (rs && rs->type != SS_JSON_NULL) {
     const ss_json *t = ss_json_get(doc, rs, "rope_type");

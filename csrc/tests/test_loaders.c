@@ -740,6 +740,7 @@ static void test_bad_configs(void) {
       {"{\"architectures\": [\"LlamaForCausalLM\"], %s, \"hidden_act\": \"gelu\"}", "hidden_act 'gelu'"},
       {"{\"architectures\": [\"LlamaForCausalLM\"], %s, \"rope_scaling\": {\"rope_type\": \"llama3\"}}",
        "rope_scaling of type 'llama3'"},
+      {"{\"architectures\": [\"Qwen2ForCausalLM\"], %s, \"use_sliding_window\": true}", "use_sliding_window"},
   };
   for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
     char text[2048];
