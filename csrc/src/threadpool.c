@@ -18,7 +18,7 @@
 /* Spin iterations before a worker goes to sleep / the caller yields. About a
  * few tens of microseconds: enough to catch the next matmul of a forward pass
  * without sleeping, short enough not to burn an idle core. */
-#define SPIN_WORKER 20000
+#define SPIN_WORKER 4000
 #define SPIN_CALLER 2000
 
 struct ss_threadpool {

@@ -108,7 +108,8 @@ static void test_against_reference(const tiny_model *t, const char *what) {
   float *lg = malloc(V * sizeof(float));
   double *rl = malloc(V * sizeof(double));
   struct { int policy, S, C, n; } cases[] = {{SS_POLICY_STREAMING, 4, 12, 45}, {SS_POLICY_STREAMING, 2, 5, 30},
-                                            {SS_POLICY_WINDOW, 0, 9, 40},     {SS_POLICY_DENSE, 0, 30, 30}};
+                                            {SS_POLICY_WINDOW, 0, 9, 40},     {SS_POLICY_DENSE, 0, 30, 30},
+                                            {SS_POLICY_STREAMING, 4, 20, 2500}}; /* long stream: large angles */
   for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
     int32_t id = make_seq(e, cases[c].policy, cases[c].S, cases[c].C);
     ref_seq r;

@@ -6,10 +6,6 @@
 #include "test_util.h"
 #include "tiny_model.h"
 
-/* The loaders live in other files; keep this test linkable without them. */
-#pragma weak ss_model_load
-#pragma weak ss_model_free
-
 /* argmax, lowest index on ties (written here, not taken from the sampler) */
 static int32_t ss_argmax_ref(const float *l, int n) {
   int32_t b = 0;
@@ -453,10 +449,6 @@ static void greedy_story(const ss_model *m, int32_t *ids, int n, int policy) {
 }
 
 static void test_stories260k(void) {
-  if (!ss_model_load) {
-    printf("test_engine: SKIP stories260K (model loaders not linked yet)\n");
-    return;
-  }
   ss_model *bin = NULL, *hf = NULL;
   int rc = ss_model_load(shared_path("models/stories260K/stories260K.bin"), NULL, &bin);
   CHECK(rc == SS_OK, "load stories260K.bin: %s", ss_last_error());
