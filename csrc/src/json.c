@@ -260,7 +260,7 @@ static int parse_doc(parser *p) {
     } else if (c == 'n') {
       if ((rc = parse_literal(p, "null"))) return rc;
     } else if (c == '-' || (c >= '0' && c <= '9')) {
-      double v;
+      double v = 0;
       if ((rc = parse_number(p, &v))) return rc;
       d->nodes[idx].type = SS_JSON_NUMBER;
       d->nodes[idx].number = v;

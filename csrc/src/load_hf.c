@@ -80,7 +80,7 @@ static int read_json(const char *path, size_t max_bytes, ss_json_doc *doc) {
       rc = ss_fail(SS_ERR_OUT_OF_MEMORY, "%s: out of memory parsing JSON", path);
     else if (jrc != 0)
       rc = ss_fail(SS_ERR_FORMAT, "%s: not valid JSON: %s", path, doc->error);
-    else if (ss_json_root(doc)->type != SS_JSON_OBJECT)
+    else if (!ss_json_root(doc) || ss_json_root(doc)->type != SS_JSON_OBJECT)
       rc = ss_fail(SS_ERR_FORMAT, "%s: top level is not a JSON object", path);
   }
   ss_file_close(&f);

@@ -74,7 +74,7 @@ static int read_header(const char *path, const ss_file *f, ss_model_info *info, 
 /* Floats after the header, wcls included; fails on overflow. */
 static int expected_floats(const ss_model_info *in, int shared, size_t *out) {
   ss_weight_sizes s = ss_weight_sizes_of(in);
-  size_t L = (size_t)in->n_layers, dim = (size_t)in->dim, per_layer = 0, t, n;
+  size_t L = (size_t)in->n_layers, dim = (size_t)in->dim, per_layer = 0, t = 0, n = 0;
   size_t rope = (size_t)in->max_seq_len * (size_t)in->head_dim; /* 2 * seq_len * hs/2 */
   int ok = ss_add_ok(2 * dim, s.wq, &per_layer) && ss_add_ok(per_layer, 2 * s.wk, &per_layer) &&
            ss_add_ok(per_layer, s.wo, &per_layer) && ss_mul_ok(s.w_ffn, 3, &t) &&

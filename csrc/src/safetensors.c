@@ -135,7 +135,7 @@ static int read_header(ss_st_set *set, ss_st_file *f, int32_t file_index) {
   if (jrc == -2) return ss_fail(SS_ERR_OUT_OF_MEMORY, "%s: out of memory parsing the safetensors header", path);
   if (jrc != 0) return ss_fail(SS_ERR_FORMAT, "%s: safetensors header is not valid JSON: %s", path, f->header.error);
   const ss_json *root = ss_json_root(&f->header);
-  if (root->type != SS_JSON_OBJECT) return ss_fail(SS_ERR_FORMAT, "%s: safetensors header is not a JSON object", path);
+  if (!root || root->type != SS_JSON_OBJECT) return ss_fail(SS_ERR_FORMAT, "%s: safetensors header is not a JSON object", path);
 
   size_t data_start = 8 + (size_t)n, data_size = size - data_start, first = set->n_tensors;
   for (const ss_json *e = ss_json_first(&f->header, root); e; e = ss_json_next(&f->header, e)) {
