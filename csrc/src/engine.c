@@ -1,11 +1,12 @@
 /*
  * engine.c — engines, sequences and the batched step of the public C ABI.
  *
- * The engine owns the sequence table (ids reused, lowest free id first is
- * not promised: ids come from a LIFO free list), validates every step before
- * touching anything, grows each sequence's KV storage on demand (doubling,
- * up to its capacity), calls the backend's forward pass and samples on the
- * host. Cache geometry: see backend.h.
+ * The engine owns the sequence table (ids come from a LIFO free list, so a
+ * freed id is the next one handed out), validates every step before touching
+ * anything, grows each sequence's KV storage on demand (doubling, up to its
+ * capacity), calls the backend's forward pass and samples on the host.
+ * Cache geometry: see backend.h. ss_seq_stats.n_sinks reports the configured
+ * S of a streaming sequence (0 for window / dense).
  */
 #include <math.h>
 #include <stddef.h>

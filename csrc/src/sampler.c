@@ -87,14 +87,16 @@ int32_t ss_sample(const ss_sampling *s, ss_rng *rng, const float *logits, int32_
     if (!isnan(logits[i])) c[nc++] = (ss_candidate){logits[i], i};
   if (nc == 0) return 0;
 
+  int reduced = 0;
   if (s->top_k > 0 && s->top_k < nc) {
     select_top_k(c, nc, s->top_k);
     nc = s->top_k;
+    reduced = 1;
   }
   if (s->top_p < 1.0f) {
     double total = 0.0;
     for (int32_t i = 0; i < nc; i++) total += exp(((double)c[i].logit - m) * inv_t);
-    if (!s->top_k) {
+    if (!reduced) {
       /* Tokens with p < (1 - top_p) / (nc - 1) cannot be in the nucleus (all of them
        * together weigh less than 1 - top_p); drop them before sorting (keeping
        * the argmax, which is always in it). */

@@ -143,7 +143,56 @@ static void test_log_softmax(void) {
   CHECK(fabs(ss_log_softmax_at(u, 3, 2) + log(3.0)) < 1e-12, "uniform: -log 3");
 }
 
+static int cmp_desc(const void *a, const void *b) {
+  double x = *(const double *)a, y = *(const double *)b;
+  return x > y ? -1 : x < y;
+}
+
+/* large vocab: draws stay inside the nucleus computed the naive way (sort everything) */
+static void test_nucleus_large(void) {
+  enum { V = 1000, N = 3000 };
+  static float l[V];
+  static double p[V], sorted[V];
+  static ss_candidate c[V];
+  uint64_t st = 3;
+  ss_rng g;
+  ss_rng_seed(&g, 11);
+  for (int i = 0; i < V; i++) l[i] = (float)(4.0 * ss_rng_uniform(&g));
+  for (int trial = 0; trial < 2; trial++) {
+    float top_p = trial ? 0.9f : 0.3f;
+    int top_k = trial ? 50 : 0;
+    /* naive nucleus threshold: probability of the last member */
+    double z = 0;
+    for (int i = 0; i < V; i++) z += (p[i] = exp(l[i]));
+    for (int i = 0; i < V; i++) sorted[i] = (p[i] /= z);
+    qsort(sorted, V, sizeof(double), cmp_desc);
+    int k = top_k ? top_k : V;
+    double zk = 0, cum = 0, last = 0;
+    for (int i = 0; i < k; i++) zk += sorted[i];
+    int members = 0;
+    for (int i = 0; i < k; i++) {
+      cum += sorted[i] / zk;
+      last = sorted[i];
+      members++;
+      if (cum >= top_p) break;
+    }
+    ss_sampling sp = {1.0f, top_k, top_p};
+    ss_rng r;
+    ss_rng_seed(&r, st++);
+    int outside = 0, seen[V] = {0}, distinct = 0;
+    for (int n = 0; n < N; n++) {
+      int32_t t = ss_sample(&sp, &r, l, V, c);
+      if (t < 0 || t >= V || p[t] < last * (1 - 1e-9)) outside++;
+      else if (!seen[t]++) distinct++;
+    }
+    CHECK(outside == 0, "top_k %d top_p %.1f: %d draws outside the nucleus of %d", top_k, top_p, outside, members);
+    CHECK(distinct > members / 2, "top_k %d top_p %.1f: only %d of %d nucleus tokens drawn", top_k, top_p, distinct,
+          members);
+  }
+}
+
 int main(void) {
+  test_nucleus_large();
   test_greedy();
   test_rng();
   test_distributions();
