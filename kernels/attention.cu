@@ -106,9 +106,8 @@ __global__ void __launch_bounds__(ATT_WARPS * 32)
         uint4 kv4 = *reinterpret_cast<const uint4 *>(krow);
         float kf[8];
         ssk_unpack8<T>(kv4, kf);
-        const float *q = sink ? qs : qr;
 #pragma unroll
-        for (int e = 0; e < 8; e++) s = fmaf(q[e], kf[e], s);
+        for (int e = 0; e < 8; e++) s = fmaf(sink ? qs[e] : qr[e], kf[e], s); /* stays in registers */
       }
     }
     /* reduce the dot product over the LPK lanes of this key (xor stays inside the group) */

@@ -765,8 +765,11 @@ static int cuda_forward(ss_backend_ctx *c, const ss_forward_item *items, int32_t
     if (it->want_logits) mw[k++] = off - 1;
   }
 
-  /* attention split: enough blocks to fill the device twice over, >= 64 keys a split */
+  /* attention split: enough blocks to fill the device twice over, >= 64 keys a split. The key
+   * bound is rounded up to a multiple of 512 so that a growing stream keeps the same launch
+   * shape (and captured graph) for 512 steps; blocks past a token's keys exit at once. */
   int per = T * c->n_heads;
+  max_n = (max_n + 511) / 512 * 512;
   int want_splits = (2 * c->n_sms + per - 1) / per;
   int max_splits = (int)((max_n + 63) / 64);
   if (want_splits > max_splits) want_splits = max_splits;
