@@ -28,6 +28,15 @@
 
 #define ATT_BLOCK 128 /* keys scored per online-softmax block */
 
+/* Below this estimated work (multiply-adds, or the equivalent for the
+ * element-wise ops) a job runs inline on the calling thread: handing it to
+ * the pool costs more than it saves. Chosen by measurement (decision D10):
+ * a dispatch costs ~1-3 us when a worker is spinning, ~30-100 us when it must
+ * be woken or the machine is busy, and one core does ~10-20 multiply-adds/ns,
+ * so jobs under ~0.5 M multiply-adds (~30 us) never pay. Override with the
+ * environment variable SS_CPU_PAR_MIN_WORK (tests use 0 to force the pool). */
+#define PAR_MIN_WORK (1 << 19)
+
 /* ---- KV storage ---------------------------------------------------------- */
 
 typedef struct cpu_kv {
@@ -45,6 +54,7 @@ struct ss_backend_ctx {
   float eps;
   int max_tokens;
   int n_threads;
+  int64_t par_min_work; /* jobs below this work run inline (PAR_MIN_WORK) */
   ss_threadpool *pool;
   double *inv_freq; /* [hd/2] */
 
@@ -124,6 +134,13 @@ static int cpu_init(const ss_model *model, const ss_engine_params *params, ss_ba
     nt = n > 0 ? (int)(n > 256 ? 256 : n) : 1;
   }
   c->n_threads = nt;
+  c->par_min_work = PAR_MIN_WORK;
+  const char *pmw = getenv("SS_CPU_PAR_MIN_WORK");
+  if (pmw && *pmw) {
+    char *end = NULL;
+    long long v = strtoll(pmw, &end, 10);
+    if (end && *end == '\0' && v >= 0) c->par_min_work = v;
+  }
 
   size_t T = (size_t)c->max_tokens, half = (size_t)c->hd / 2;
   c->inv_freq = xcalloc(half, sizeof(double));
@@ -224,12 +241,9 @@ static inline int64_t slot_of(int64_t i, int32_t S, int32_t R) { return i < S ? 
 
 /* ---- parallel tasks ---------------------------------------------------------- */
 
-/* Below this many multiply-adds a job runs on the calling thread: waking the
- * workers would cost more than it saves. */
-#define PAR_MIN_WORK (1 << 15)
 
 static int64_t grain_for(const ss_backend_ctx *c, int64_t n_tasks, int64_t work) {
-  if (c->n_threads <= 1 || work < PAR_MIN_WORK) return n_tasks; /* inline */
+  if (c->n_threads <= 1 || work < c->par_min_work) return n_tasks; /* inline */
   int64_t g = n_tasks / ((int64_t)c->n_threads * 4);
   return g < 1 ? 1 : g;
 }
@@ -346,20 +360,25 @@ static void attn_flush(attn_acc *a) {
   }
   a->m = m_new;
   ss_softmax_exp(a->s, m_new, a->n); /* scores -> weights, in place */
-  for (int j = 0; j < a->n; j++) {
-    a->l += a->s[j];
-    ss_axpy(a->out, a->s[j], a->vp[j], a->hd);
-  }
+  for (int j = 0; j < a->n; j++) a->l += a->s[j];
+  ss_attn_pv(a->out, a->s, a->vp, a->n, a->hd);
   a->n = 0;
 }
 
 /* Score keys rows [0, n) of k (stride kv_dim) with q; values at the same rows of v. */
 static void attn_run(attn_acc *a, const float *q, const float *k, const float *v, int64_t n, int stride,
                      float scale) {
-  for (int64_t j = 0; j < n; j++) {
-    a->s[a->n] = ss_dot(q, k + j * stride, a->hd) * scale;
-    a->vp[a->n] = v + j * stride;
-    if (++a->n == ATT_BLOCK) attn_flush(a);
+  /* spans up to the next block boundary: scores in one kernel call */
+  while (n > 0) {
+    int m = ATT_BLOCK - a->n;
+    if (n < m) m = (int)n;
+    ss_attn_scores(a->s + a->n, q, k, m, stride, a->hd, scale);
+    for (int j = 0; j < m; j++) a->vp[a->n + j] = v + (int64_t)j * stride;
+    a->n += m;
+    k += (int64_t)m * stride;
+    v += (int64_t)m * stride;
+    n -= m;
+    if (a->n == ATT_BLOCK) attn_flush(a);
   }
 }
 

@@ -30,6 +30,80 @@ void ss_dot4(float out[4], const float *restrict w, const float *restrict x0, co
   out[3] = s3;
 }
 
+#if defined(__AVX512F__)
+#include <immintrin.h>
+
+/* ss_reduce_lanes on a register: the same additions in the same order. */
+static inline float hsum16(__m512 a) {
+  __m256 lo = _mm512_castps512_ps256(a), hi = _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(a), 1));
+  __m256 s8 = _mm256_add_ps(lo, hi);                                                     /* acc[k] + acc[k+8] */
+  __m128 s4 = _mm_add_ps(_mm256_castps256_ps128(s8), _mm256_extractf128_ps(s8, 1));     /* s8[k] + s8[k+4] */
+  __m128 t = _mm_add_ps(s4, _mm_movehl_ps(s4, s4));                                      /* s4[0]+s4[2], s4[1]+s4[3] */
+  return _mm_cvtss_f32(_mm_add_ss(t, _mm_shuffle_ps(t, t, 1)));
+}
+
+/* Register-blocked micro-kernel: NT tokens x NR weight rows (NT, NR <= 4,
+ * compile-time constants after inlining), one 16-lane accumulator per output
+ * (up to 16 zmm), each weight vector loaded once for NT tokens and each token
+ * vector once for NR rows. Every output is computed exactly as ss_dot does it
+ * (lane k accumulates elements i = k mod 16 with FMA, ss_reduce_lanes order,
+ * then the tail in sequence), so the result of a (token, row) pair does not
+ * depend on the block it was computed in. */
+static inline __attribute__((always_inline)) void mm_micro(const int NT, const int NR, float *restrict y,
+                                                           const float *restrict x, const float *restrict w,
+                                                           const float *b, int in, int out, int t0, int r0,
+                                                           int accumulate) {
+  __m512 acc[4][4];
+  const float *xp[4], *wp[4];
+  for (int k = 0; k < NT; k++) xp[k] = x + (int64_t)(t0 + k) * in;
+  for (int r = 0; r < NR; r++) wp[r] = w + (int64_t)(r0 + r) * in;
+  for (int k = 0; k < NT; k++)
+    for (int r = 0; r < NR; r++) acc[k][r] = _mm512_setzero_ps();
+  int nfull = in & ~(SS_LANES - 1), i = 0;
+  for (; i < nfull; i += SS_LANES) {
+    __m512 xv[4];
+    for (int k = 0; k < NT; k++) xv[k] = _mm512_loadu_ps(xp[k] + i);
+    for (int r = 0; r < NR; r++) {
+      __m512 wv = _mm512_loadu_ps(wp[r] + i);
+      for (int k = 0; k < NT; k++) acc[k][r] = _mm512_fmadd_ps(wv, xv[k], acc[k][r]);
+    }
+  }
+  for (int k = 0; k < NT; k++) {
+    float *yo = y + (int64_t)(t0 + k) * out + r0;
+    for (int r = 0; r < NR; r++) {
+      float s = nfull ? hsum16(acc[k][r]) : 0.0f;
+      for (int j = nfull; j < in; j++) s = SS_MADD(wp[r][j], xp[k][j], s);
+      float bias = b ? b[r0 + r] : 0.0f;
+      yo[r] = accumulate ? yo[r] + (s + bias) : s + bias;
+    }
+  }
+}
+
+void ss_matmul_rows(float *restrict y, const float *restrict x, const float *restrict w, const float *b, int T,
+                    int in, int out, int r0, int r1, int accumulate) {
+  /* Rows go in groups of ~64 KiB of weights: the group stays in L2 while every
+   * block of 4 tokens streams past it, and a token block stays in L1 across
+   * the rows of the group. */
+  int group = 16384 / (in > 0 ? in : 1);
+  group = group < 4 ? 4 : group > 32 ? 32 : group & ~3;
+  for (int g0 = r0; g0 < r1; g0 += group) {
+    int g1 = g0 + group < r1 ? g0 + group : r1;
+    int t = 0;
+    for (; t + 4 <= T; t += 4) {
+      int r = g0;
+      for (; r + 4 <= g1; r += 4) mm_micro(4, 4, y, x, w, b, in, out, t, r, accumulate);
+      for (; r < g1; r++) mm_micro(4, 1, y, x, w, b, in, out, t, r, accumulate);
+    }
+    for (; t < T; t++) {
+      int r = g0;
+      for (; r + 4 <= g1; r += 4) mm_micro(1, 4, y, x, w, b, in, out, t, r, accumulate);
+      for (; r < g1; r++) mm_micro(1, 1, y, x, w, b, in, out, t, r, accumulate);
+    }
+  }
+}
+
+#else /* portable path: the same arithmetic through ss_dot4 / ss_dot */
+
 void ss_matmul_rows(float *restrict y, const float *restrict x, const float *restrict w, const float *b, int T,
                     int in, int out, int r0, int r1, int accumulate) {
   /* Rows go in groups of ~64 KiB of weights: the group stays in L2 while every
@@ -59,6 +133,91 @@ void ss_matmul_rows(float *restrict y, const float *restrict x, const float *res
         *yo = accumulate ? *yo + s : s;
       }
     }
+  }
+}
+#endif
+
+/* ---- attention ---- */
+
+#if defined(__AVX512F__)
+/* NC = hd / 16 chunks, a compile-time constant after inlining: q and the
+ * output stay in registers. */
+static inline __attribute__((always_inline)) void scores_nc(const int NC, float *restrict s, const float *restrict q,
+                                                            const float *restrict k, int64_t n, int stride,
+                                                            float scale) {
+  __m512 qv[8];
+  for (int c = 0; c < NC; c++) qv[c] = _mm512_loadu_ps(q + 16 * c);
+  for (int64_t j = 0; j < n; j++) {
+    const float *kj = k + j * stride;
+    __m512 acc = _mm512_setzero_ps();
+    for (int c = 0; c < NC; c++) acc = _mm512_fmadd_ps(qv[c], _mm512_loadu_ps(kj + 16 * c), acc);
+    s[j] = hsum16(acc) * scale;
+  }
+}
+
+static inline __attribute__((always_inline)) void pv_nc(const int NC, float *restrict out, const float *restrict p,
+                                                        const float *const *vp, int n) {
+  __m512 o[8];
+  for (int c = 0; c < NC; c++) o[c] = _mm512_loadu_ps(out + 16 * c);
+  for (int j = 0; j < n; j++) {
+    __m512 pj = _mm512_set1_ps(p[j]);
+    for (int c = 0; c < NC; c++) o[c] = _mm512_fmadd_ps(pj, _mm512_loadu_ps(vp[j] + 16 * c), o[c]);
+  }
+  for (int c = 0; c < NC; c++) _mm512_storeu_ps(out + 16 * c, o[c]);
+}
+#endif
+
+void ss_attn_scores(float *restrict s, const float *restrict q, const float *restrict k, int64_t n, int stride,
+                    int hd, float scale) {
+#if defined(__AVX512F__)
+  switch (hd) {
+  case 16: scores_nc(1, s, q, k, n, stride, scale); return;
+  case 32: scores_nc(2, s, q, k, n, stride, scale); return;
+  case 64: scores_nc(4, s, q, k, n, stride, scale); return;
+  case 128: scores_nc(8, s, q, k, n, stride, scale); return;
+  default: break;
+  }
+#endif
+  if (hd < SS_LANES) {
+    /* short heads (stories260K: 8): independent sequential chains, four keys
+     * at a time so their FMA latencies overlap */
+    int64_t j = 0;
+    for (; j + 4 <= n; j += 4) {
+      const float *k0 = k + j * stride, *k1 = k0 + stride, *k2 = k1 + stride, *k3 = k2 + stride;
+      float a0 = 0.0f, a1 = 0.0f, a2 = 0.0f, a3 = 0.0f;
+      for (int i = 0; i < hd; i++) {
+        a0 = SS_MADD(q[i], k0[i], a0);
+        a1 = SS_MADD(q[i], k1[i], a1);
+        a2 = SS_MADD(q[i], k2[i], a2);
+        a3 = SS_MADD(q[i], k3[i], a3);
+      }
+      s[j] = a0 * scale;
+      s[j + 1] = a1 * scale;
+      s[j + 2] = a2 * scale;
+      s[j + 3] = a3 * scale;
+    }
+    for (; j < n; j++) s[j] = ss_dot(q, k + j * stride, hd) * scale;
+    return;
+  }
+  for (int64_t j = 0; j < n; j++) s[j] = ss_dot(q, k + j * stride, hd) * scale;
+}
+
+void ss_attn_pv(float *restrict out, const float *restrict p, const float *const *vp, int n, int hd) {
+#if defined(__AVX512F__)
+  switch (hd) {
+  case 16: pv_nc(1, out, p, vp, n); return;
+  case 32: pv_nc(2, out, p, vp, n); return;
+  case 64: pv_nc(4, out, p, vp, n); return;
+  case 128: pv_nc(8, out, p, vp, n); return;
+  default: break;
+  }
+#endif
+  /* element-outer: each output element is one sequential chain over j (the
+   * same FMAs in the same order as ss_axpy per key), kept in a register */
+  for (int d = 0; d < hd; d++) {
+    float o = out[d];
+    for (int j = 0; j < n; j++) o = SS_MADD(p[j], vp[j][d], o);
+    out[d] = o;
   }
 }
 

@@ -61,6 +61,13 @@ void ss_dot4(float out[4], const float *restrict w, const float *restrict x0, co
 void ss_matmul_rows(float *restrict y, const float *restrict x, const float *restrict w, const float *b, int T,
                     int in, int out, int r0, int r1, int accumulate);
 
+/* Attention inner loops, arithmetic identical to the scalar definitions:
+ * s[j] = ss_dot(q, k + j * stride, hd) * scale, j in [0, n);
+ * out[hd] += p[j] * vp[j][hd] (ss_axpy), j = 0, 1, ..., n-1 in order. */
+void ss_attn_scores(float *restrict s, const float *restrict q, const float *restrict k, int64_t n, int stride,
+                    int hd, float scale);
+void ss_attn_pv(float *restrict out, const float *restrict p, const float *const *vp, int n, int hd);
+
 /* o[n] = x[n] * w[n] / sqrt(mean(x^2) + eps) */
 void ss_rmsnorm(float *restrict o, const float *restrict x, const float *restrict w, int n, float eps);
 

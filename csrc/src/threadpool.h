@@ -5,8 +5,11 @@
  * over disjoint ranges covering [0, n); ranges of `grain` items are handed out
  * through an atomic counter to the calling thread (tid 0) and the workers
  * (tid 1..n_threads-1), and the call returns when all of [0, n) is done.
- * Idle workers spin very briefly after a job, then sleep on a condition
- * variable, so an idle pool burns no CPU.
+ * The caller works too and never waits for a worker that has not started on
+ * the job (a descheduled or sleeping worker just misses it); it waits only
+ * for workers that are running ranges. Idle workers spin for ~50 us after a
+ * job, then sleep on a condition variable, so an idle pool burns no CPU.
+ * Callers should run small jobs inline (grain >= n): see backend_cpu.c.
  *
  * A pool is used by one thread at a time (the engine is not thread-safe).
  */
