@@ -4,8 +4,15 @@
  */
 export type * from "./runtime/types.ts";
 export * from "./runtime/errors.ts";
-export { ensureNativeLibrary, nativeLibraryPath, nativeLibraryStale } from "./runtime/ffi.ts";
 export {
+  CUDA_LIB,
+  ensureNativeLibrary,
+  type EnsureNativeLibraryOptions,
+  nativeLibraryPath,
+  nativeLibraryStale,
+} from "./runtime/ffi.ts";
+export {
+  backendUnavailableReason,
   createEngine,
   type EngineOptions,
   isBackendAvailable,

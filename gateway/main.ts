@@ -3,7 +3,14 @@
  * serve HTTP + WebSocket, print the URL; graceful shutdown on SIGINT/SIGTERM.
  * The only gateway file that imports the native runtime.
  */
-import { createEngine, ensureNativeLibrary, isBackendAvailable, loadModel, loadTokenizer } from "../mod.ts";
+import {
+  backendUnavailableReason,
+  createEngine,
+  ensureNativeLibrary,
+  loadModel,
+  loadTokenizer,
+  SinkstreamError,
+} from "../mod.ts";
 import { createApp } from "./app.ts";
 import { ConfigError, loadConfig, usage } from "./config/config.ts";
 import { resolveModel } from "./config/model.ts";
@@ -30,17 +37,41 @@ async function main(): Promise<void> {
     if (e instanceof ConfigError) fail(e.message);
     throw e;
   });
-  await ensureNativeLibrary({ quiet: true });
-  if (!isBackendAvailable(config.backend)) {
-    fail(`backend ${config.backend} is not available in this build / on this machine (try --backend cpu)`);
+  // --backend cuda picks (and if needed builds) the CUDA build of the library; every failure on the
+  // way is one line naming the backend, not a stack trace.
+  const backend = config.backend;
+  const oneLine = (e: unknown) => (e instanceof Error ? e.message : String(e)).split("\n")[0];
+  try {
+    await ensureNativeLibrary({
+      quiet: true,
+      backend,
+      onBuild: (what) => console.error(`sinkstream: ${what}`),
+    });
+  } catch (e) {
+    if (e instanceof SinkstreamError) fail(`--backend ${backend}: ${e.message}`);
+    throw e;
   }
-  const model = await loadModel(resolved.modelPath);
-  const engine = await createEngine(model, {
-    backend: config.backend,
-    threads: config.threads,
-    maxSequences: Math.max(1, config.maxSessions),
-    maxBatchTokens: config.maxBatchTokens,
-  });
+  let why: string | null;
+  try {
+    why = backendUnavailableReason(backend);
+  } catch (e) {
+    if (e instanceof SinkstreamError) fail(`--backend ${backend}: ${oneLine(e)}`);
+    throw e;
+  }
+  if (why) fail(`--backend ${backend}: ${why}; try --backend cpu`);
+  let model, engine;
+  try {
+    model = await loadModel(resolved.modelPath);
+    engine = await createEngine(model, {
+      backend,
+      threads: config.threads,
+      maxSequences: Math.max(1, config.maxSessions),
+      maxBatchTokens: config.maxBatchTokens,
+    });
+  } catch (e) {
+    if (e instanceof SinkstreamError) fail(oneLine(e));
+    throw e;
+  }
   const tokenizer = await loadTokenizer(resolved.modelPath, config.tokenizer ?? resolved.tokenizerPath);
   const gw = createApp({ engine, tokenizer, config, modelName: config.modelName ?? resolved.name });
   const tls = config.tlsCert && config.tlsKey

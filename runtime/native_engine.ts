@@ -22,7 +22,16 @@ import type {
   StepItem,
   StepResult,
 } from "./types.ts";
-import { ABI, backendAvailable, check, checkAsync, native, toCString } from "./ffi.ts";
+import {
+  ABI,
+  backendAvailable,
+  check,
+  checkAsync,
+  native,
+  nativeLibraryPath,
+  toCString,
+  usingRepoCudaLibrary,
+} from "./ffi.ts";
 import { ClosedError, EngineBusyError, InvalidArgumentError } from "./errors.ts";
 
 const ARCHS = ["llama", "mistral", "qwen2"] as const;
@@ -171,6 +180,36 @@ export function isBackendAvailable(backend: BackendName): boolean {
   return backendAvailable(i);
 }
 
+function pathExists(p: string): boolean {
+  try {
+    Deno.statSync(p);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * Why a backend cannot be used in this process, in one line; null when it can. Opens the library
+ * (call ensureNativeLibrary({ backend }) first so the right build is picked).
+ */
+export function backendUnavailableReason(backend: BackendName): string | null {
+  if (isBackendAvailable(backend)) return null;
+  const path = nativeLibraryPath();
+  if (backend !== "cuda") return `the ${backend} backend is not available in ${path}`;
+  const env = !!Deno.env.get("SINKSTREAM_LIB");
+  if (!env && !usingRepoCudaLibrary()) {
+    return `${path} was built without CUDA (build csrc/build/cuda/libsinkstream.so with make -C csrc cuda-check)`;
+  }
+  const driver = pathExists("/dev/nvidiactl") || pathExists("/proc/driver/nvidia/version");
+  const lib = env ? `SINKSTREAM_LIB=${path}` : path;
+  return driver
+    ? `no usable CUDA device: the NVIDIA driver is present but the CUDA runtime in ${lib} found no GPU ` +
+      `(check CUDA_VISIBLE_DEVICES and the driver version)`
+    : `no GPU found: ${lib} has the CUDA backend, but this machine has no NVIDIA GPU / driver ` +
+      `(/dev/nvidiactl is missing)` + (env ? " or that library was built without CUDA" : "");
+}
+
 /** Create an engine on a model. The model must stay open (or is kept alive) while the engine lives. */
 export async function createEngine(model: Model, opts: EngineOptions = {}): Promise<NativeEngine> {
   const sym = native();
@@ -191,7 +230,37 @@ export async function createEngine(model: Model, opts: EngineOptions = {}): Prom
   const out = new BigUint64Array(1);
   const status = await sym.ss_engine_create(model.pointer, params, out);
   checkAsync(status, `cannot create ${backend} engine`);
-  return new NativeEngine(model, ptrOf(out), backend, dv.getInt32(12, true));
+  const engine = new NativeEngine(model, ptrOf(out), backend, dv.getInt32(12, true));
+  engine.kvBytesPerToken = await probeKvBytesPerToken(engine);
+  return engine;
+}
+
+/**
+ * KV bytes per cached token, measured: a one-slot sequence (policy window, W = 1) fed one token
+ * holds exactly one token's K and V for every layer in the backend's cache type, so its
+ * `stats.bytes` is the figure (the cache reserves slots lazily, up to W). Costs one single-token
+ * forward at engine creation. Falls back to the model shape times the backend's element size
+ * (f32 on CPU, f16/bf16 on CUDA) if the probe cannot run.
+ */
+async function probeKvBytesPerToken(engine: NativeEngine): Promise<number> {
+  const i = engine.info;
+  const fallback = 2 * i.nLayers * i.nKvHeads * i.headDim * (engine.backend === "cuda" ? 2 : 4);
+  let seq: number | null = null;
+  try {
+    seq = engine.createSequence({ policy: "window", window: 1 });
+    const token = i.bosTokenId >= 0 && i.bosTokenId < i.vocabSize ? i.bosTokenId : 0;
+    await engine.step([{ seq, tokens: [token], sample: false }]);
+    const st = engine.stats(seq);
+    return st.cached === 1 && st.bytes > 0 ? st.bytes : fallback;
+  } catch {
+    return fallback;
+  } finally {
+    if (seq !== null) {
+      try {
+        engine.freeSequence(seq);
+      } catch { /* engine closed meanwhile */ }
+    }
+  }
 }
 
 function seqParamsBuffer(): Uint8Array<ArrayBuffer> {
@@ -227,6 +296,8 @@ export class NativeEngine implements Engine {
   readonly info: ModelInfo;
   readonly backend: BackendName;
   readonly maxBatchTokens: number;
+  /** KV bytes per cached token (measured when the engine is created; see createEngine). */
+  kvBytesPerToken = 0;
   readonly model: Model;
   #ptr: Deno.PointerObject | null;
   #busy = false;
@@ -293,11 +364,14 @@ export class NativeEngine implements Engine {
     check(native().ss_seq_set_sampling(eng, seq | 0, buf));
   }
 
+  // Reused by stats(): called for every sequence of every step, so no per-call buffer.
+  #statsBuf = new Uint8Array(ABI.seqStatsSize);
+  #statsView = new DataView(this.#statsBuf.buffer);
+
   stats(seq: number): CacheStats {
     const eng = this.#handle("stats");
-    const buf = new Uint8Array(ABI.seqStatsSize);
-    check(native().ss_seq_get_stats(eng, seq | 0, buf));
-    const dv = new DataView(buf.buffer);
+    check(native().ss_seq_get_stats(eng, seq | 0, this.#statsBuf));
+    const dv = this.#statsView;
     return {
       cached: dv.getInt32(0, true),
       sinks: dv.getInt32(4, true),

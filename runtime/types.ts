@@ -92,6 +92,12 @@ export interface Engine extends Disposable {
   readonly backend: BackendName;
   /** Max tokens in one step over all items. */
   readonly maxBatchTokens: number;
+  /**
+   * KV-cache bytes one cached token takes in this engine (K and V of every layer, in the cache's
+   * element type: f32 on the CPU backend, f16/bf16 on CUDA). Optional: a consumer that needs it
+   * and finds it missing assumes f32.
+   */
+  readonly kvBytesPerToken?: number;
   createSequence(options?: SequenceOptions): number;
   freeSequence(seq: number): void;
   setSampling(seq: number, options: SamplingOptions): void;
