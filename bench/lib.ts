@@ -175,6 +175,45 @@ export function metricSum(samples: Sample[], name: string): number {
   return found ? sum : NaN;
 }
 
+/** Cumulative bucket counts of histogram `name` as [upper bound, count] pairs, ascending (+Inf last). */
+export function histogramBuckets(samples: Sample[], name: string): [number, number][] {
+  const out: [number, number][] = [];
+  for (const s of samples) {
+    if (s.name !== `${name}_bucket` || s.labels.le === undefined) continue;
+    const le = s.labels.le === "+Inf" ? Infinity : Number(s.labels.le);
+    out.push([le, s.value]);
+  }
+  return out.sort((a, b) => a[0] - b[0]);
+}
+
+/**
+ * Quantile q (0..1) of the observations a histogram received between two scrapes, estimated from
+ * its buckets like Prometheus' histogram_quantile(): find the bucket holding the q-th observation
+ * and interpolate linearly inside it (the first bucket starts at 0). An answer in the +Inf bucket
+ * is reported as the largest finite bound. NaN when there were no observations (or no metric).
+ */
+export function histogramQuantile(before: Sample[] | null, after: Sample[] | null, name: string, q: number) {
+  if (!after) return NaN;
+  const a = histogramBuckets(after, name);
+  const b = before ? new Map(histogramBuckets(before, name)) : new Map<number, number>();
+  if (a.length === 0) return NaN;
+  const cum = a.map(([le, n]) => [le, n - (b.get(le) ?? 0)] as [number, number]);
+  const total = cum[cum.length - 1][1];
+  if (!(total > 0)) return NaN;
+  const rank = q * total;
+  let prevLe = 0, prevN = 0;
+  for (const [le, n] of cum) {
+    if (n >= rank) {
+      if (le === Infinity) return prevLe;
+      const inBucket = n - prevN;
+      return inBucket > 0 ? prevLe + (le - prevLe) * ((rank - prevN) / inBucket) : le;
+    }
+    prevLe = le;
+    prevN = n;
+  }
+  return prevLe;
+}
+
 export async function fetchMetrics(base: URL, apiKey?: string): Promise<Sample[] | null> {
   try {
     const res = await fetch(new URL("/metrics", base), {

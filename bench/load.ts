@@ -4,9 +4,12 @@
  *
  *   deno task bench:load --url http://127.0.0.1:8000 --sessions 8 --rounds 4 --max-tokens 64 --duration-s 60
  *
- * Reports aggregate output tokens/s, time to first token (TTFT) and inter-token latency (ITL)
- * percentiles, and an estimate of the latency the gateway adds per token on top of the engine
- * (see `gatewayOverhead` below for how it is computed). Bounded in count (sessions x rounds) and
+ * Reports aggregate output tokens/s, client-side time to first token (TTFT) and inter-token latency
+ * (ITL) percentiles, and from the gateway's /metrics (differences of two scrapes, so only this run
+ * counts) p50 / p99 of the latency the gateway adds per token (`gateway_token_latency_seconds`:
+ * engine step resolved -> that token's frame handed to the socket), of the engine step and of the
+ * scheduler's per-iteration overhead, estimated from the histogram buckets (see
+ * histogramQuantile in lib.ts), plus the older mean-based estimates (`gatewayOverhead` below). Bounded in count (sessions x rounds) and
  * in time (--duration-s: no round starts after it, and a round still running 30 s later is cancelled).
  */
 import { parseArgs } from "node:util";
@@ -14,6 +17,7 @@ import {
   assertLoopback,
   fetchMetrics,
   fmt,
+  histogramQuantile,
   mean,
   metricSum,
   percentile,
@@ -175,6 +179,21 @@ async function runSession(
   }
 }
 
+const GATEWAY_TOKEN = "sinkstream:gateway_token_latency_seconds";
+const ENGINE_STEP = "sinkstream:engine_step_seconds";
+const SCHED_OVERHEAD = "sinkstream:scheduler_overhead_seconds";
+
+/** p50 / p99 / mean (ms) of a histogram's observations between two scrapes, from its buckets. */
+function histogramMs(before: Sample[] | null, after: Sample[] | null, name: string) {
+  const d = histogramDelta(before, after, [name]);
+  return {
+    p50: histogramQuantile(before, after, name, 0.5) * 1000,
+    p99: histogramQuantile(before, after, name, 0.99) * 1000,
+    mean: meanMs(d),
+    count: d?.count ?? 0,
+  };
+}
+
 /** Engine step time histogram (seconds), if the gateway exposes one. */
 const STEP_METRICS = ["sinkstream:engine_step_seconds", "sinkstream:engine_step_duration_seconds"];
 /** Server-side time from response request to first token (seconds), recorded when the step returns. */
@@ -256,6 +275,9 @@ async function main() {
   const statuses: Record<string, number> = {};
   for (const r of rounds) statuses[r.status] = (statuses[r.status] ?? 0) + 1;
   const overhead = gatewayOverhead(before, after, mean(itl), mean(ttft));
+  const gatewayTokenMs = histogramMs(before, after, GATEWAY_TOKEN);
+  const engineStepMs = histogramMs(before, after, ENGINE_STEP);
+  const schedulerOverheadMs = histogramMs(before, after, SCHED_OVERHEAD);
 
   const summary = {
     url: opts.url.origin,
@@ -273,6 +295,9 @@ async function main() {
     outputTokensPerS: outTokens / wallS,
     ttftMs: { p50: percentile(ttft, 50), p99: percentile(ttft, 99), mean: mean(ttft) },
     itlMs: { p50: percentile(itl, 50), p99: percentile(itl, 99), mean: mean(itl) },
+    gatewayTokenLatencyMs: gatewayTokenMs,
+    engineStepMs,
+    schedulerOverheadMs,
     gateway: overhead,
     serverMetrics: before !== null,
   };
@@ -290,6 +315,11 @@ async function main() {
     console.log(`  throughput: ${fmt(summary.outputTokensPerS, 1)} output tokens/s`);
     console.log(`  TTFT ms: p50 ${fmt(summary.ttftMs.p50)}  p99 ${fmt(summary.ttftMs.p99)}`);
     console.log(`  ITL  ms: p50 ${fmt(summary.itlMs.p50, 3)}  p99 ${fmt(summary.itlMs.p99, 3)}`);
+    const q = (h: { p50: number; p99: number; mean: number; count: number }) =>
+      `p50 ${fmt(h.p50, 3)}  p99 ${fmt(h.p99, 3)}  mean ${fmt(h.mean, 3)} ms (n=${h.count})`;
+    console.log(`  gateway-added latency per token (step resolved -> frame sent): ${q(gatewayTokenMs)}`);
+    console.log(`  engine step:        ${q(engineStepMs)}`);
+    console.log(`  scheduler overhead: ${q(schedulerOverheadMs)} per step (iteration - step)`);
     console.log(
       `  server (from /metrics): TTFT mean ${fmt(overhead.serverTtftMeanMs)} ms, ITL mean ${
         fmt(overhead.serverItlMeanMs, 3)

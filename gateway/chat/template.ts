@@ -95,14 +95,56 @@ export class ChatRenderer {
   }
 }
 
-/** Incremental, UTF-8-safe detokeniser: bytes of each token through a streaming TextDecoder. */
+/**
+ * Length of the longest prefix of `b` that does not end inside an incomplete UTF-8 sequence (a lead
+ * byte followed by fewer continuation bytes than it announces). What follows it may still complete.
+ */
+function completeLength(b: Uint8Array): number {
+  const n = b.length;
+  let i = n - 1;
+  while (i >= 0 && i >= n - 4 && (b[i] & 0xc0) === 0x80) i--;
+  if (i < 0 || i < n - 4) return n;
+  const lead = b[i];
+  const need = lead >= 0xf0 && lead < 0xf8 ? 4 : lead >= 0xe0 && lead < 0xf0 ? 3 : lead >= 0xc0 ? 2 : 1;
+  return n - i < need ? i : n;
+}
+
+const UTF8 = new TextDecoder("utf-8", { fatal: false, ignoreBOM: true });
+
+/**
+ * Per tokenizer: each token's text when its bytes are complete UTF-8 on their own (decoded once, on
+ * first use), null when they end inside a multi-byte sequence, undefined while not looked up yet.
+ */
+const TOKEN_TEXT = new WeakMap<Tokenizer, (string | null | undefined)[]>();
+
+/**
+ * Incremental, UTF-8-safe detokeniser. Hot path (once per streamed token): when no partial
+ * multi-byte sequence is held back, a token's text comes from a per-tokenizer cache (no decode, no
+ * allocation). Otherwise the held-back bytes plus the token's are decoded up to the last complete
+ * sequence and the incomplete tail is held back. The text is the same as a streaming TextDecoder
+ * fed token by token (invalid bytes become U+FFFD; a few invalid sequences, e.g. E0 80, come out
+ * one token later than such a decoder would emit them).
+ */
 export class Detokenizer {
-  #decoder = new TextDecoder("utf-8", { fatal: false });
   #first = true;
+  #carry: Uint8Array | null = null;
+  #cache: (string | null | undefined)[];
   text = "";
-  constructor(readonly tokenizer: Tokenizer, readonly stripLeadingSpace = false) {}
+  constructor(readonly tokenizer: Tokenizer, readonly stripLeadingSpace = false) {
+    let c = TOKEN_TEXT.get(tokenizer);
+    if (!c) TOKEN_TEXT.set(tokenizer, c = []);
+    this.#cache = c;
+  }
   push(id: number): string {
-    let s = this.#decoder.decode(this.tokenizer.tokenBytes(id), { stream: true });
+    let s: string | null | undefined = null;
+    if (this.#carry === null) {
+      s = this.#cache[id];
+      if (s === undefined) {
+        const bytes = this.tokenizer.tokenBytes(id);
+        s = this.#cache[id] = completeLength(bytes) === bytes.length ? UTF8.decode(bytes) : null;
+      }
+    }
+    if (s === null) s = this.#slow(this.tokenizer.tokenBytes(id));
     if (this.#first && s !== "") {
       if (this.stripLeadingSpace && s.startsWith(" ")) s = s.slice(1);
       this.#first = false;
@@ -110,8 +152,22 @@ export class Detokenizer {
     this.text += s;
     return s;
   }
+  #slow(bytes: Uint8Array): string {
+    let buf = bytes;
+    if (this.#carry !== null) {
+      buf = new Uint8Array(this.#carry.length + bytes.length);
+      buf.set(this.#carry);
+      buf.set(bytes, this.#carry.length);
+    }
+    const cut = completeLength(buf);
+    this.#carry = cut < buf.length ? buf.slice(cut) : null;
+    return cut > 0 ? UTF8.decode(buf.subarray(0, cut)) : "";
+  }
+  /** End of stream: held-back bytes of an incomplete sequence come out as U+FFFD (or ""). */
   flush(): string {
-    const s = this.#decoder.decode();
+    const c = this.#carry;
+    this.#carry = null;
+    const s = c === null ? "" : UTF8.decode(c);
     this.text += s;
     return s;
   }

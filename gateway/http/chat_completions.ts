@@ -140,7 +140,14 @@ export async function chatCompletions(c: Context, deps: CompletionDeps): Promise
     if (e instanceof BusyError) return openaiError(c, 429, e.message, "server_busy");
     throw e;
   }
+  // A client that goes away (closes the connection, aborts the fetch) cancels its generation: Deno
+  // aborts the request's signal when the connection closes, streaming or not.
+  const signal = c.req.raw.signal;
+  const onAbort = () => job.cancel("client");
+  if (signal.aborted) onAbort();
+  else signal.addEventListener("abort", onAbort, { once: true });
   const cleanup = (r: GenerateResult) => {
+    signal.removeEventListener("abort", onAbort);
     ctx.scheduler.release(conv);
     sessions.httpActive--;
     return r;
@@ -154,7 +161,6 @@ export async function chatCompletions(c: Context, deps: CompletionDeps): Promise
   const model = ctx.modelName;
 
   if (!req.stream) {
-    // (A client that drops a non-streaming request is not detected: the response runs to its end.)
     const r = await done;
     if (r.reason === "error") {
       return openaiError(c, 500, r.error?.message ?? "generation failed", "engine_error");
@@ -186,15 +192,24 @@ export async function chatCompletions(c: Context, deps: CompletionDeps): Promise
     system_fingerprint: null,
     choices: [{ index: 0, delta, logprobs: null, finish_reason: finish }],
   });
+  const { metrics, scheduler } = ctx;
   const stream = new ReadableStream<Uint8Array>({
     start(controller) {
-      const write = (obj: unknown) => {
+      const write = (obj: unknown): boolean => {
         try {
           controller.enqueue(enc.encode(`data: ${JSON.stringify(obj)}\n\n`));
-        } catch { /* stream closed */ }
+          return true;
+        } catch {
+          return false; // stream closed
+        }
       };
       write(chunk({ role: "assistant", content: "" }, null));
-      onText = (s) => write(chunk({ content: s }, null));
+      // Called from the scheduler while it routes a step's tokens: time since that step resolved.
+      onText = (s) => {
+        if (write(chunk({ content: s }, null))) {
+          metrics.gatewayTokenLatency.observe((performance.now() - scheduler.stepResolvedAt) / 1000);
+        }
+      };
       done.then((r) => {
         const tail = matcher.push(detok.flush()) + matcher.flush();
         if (tail !== "") write(chunk({ content: tail }, null));

@@ -66,26 +66,44 @@ export class Gauge extends Metric {
 
 export class Histogram extends Metric {
   readonly buckets: number[];
-  #counts: number[];
+  /** Per-bucket (non-cumulative) counts; the last slot is the +Inf bucket. Cumulated when rendered. */
+  #counts: Float64Array;
   #sum = 0;
   #count = 0;
   constructor(name: string, help: string, buckets: number[], readonly labels?: Labels) {
     super(name, help, "histogram");
     this.buckets = [...buckets].sort((a, b) => a - b);
-    this.#counts = this.buckets.map(() => 0);
+    this.#counts = new Float64Array(this.buckets.length + 1);
   }
+  /** O(log buckets), no allocation: this runs once per generated token. */
   observe(v: number): void {
-    for (let i = 0; i < this.buckets.length; i++) if (v <= this.buckets[i]) this.#counts[i]++;
+    const b = this.buckets;
+    let lo = 0, hi = b.length;
+    while (lo < hi) {
+      const mid = (lo + hi) >>> 1;
+      if (v <= b[mid]) hi = mid;
+      else lo = mid + 1;
+    }
+    this.#counts[lo]++;
     this.#sum += v;
     this.#count++;
   }
   get count(): number {
     return this.#count;
   }
+  get sum(): number {
+    return this.#sum;
+  }
+  /** Cumulative count of observations <= buckets[i]. */
+  cumulative(): number[] {
+    const out: number[] = [];
+    let acc = 0;
+    for (let i = 0; i < this.buckets.length; i++) out.push(acc += this.#counts[i]);
+    return out;
+  }
   samples(): string[] {
-    const out = this.buckets.map((b, i) =>
-      `${this.name}_bucket${labelText({ le: num(b) })} ${this.#counts[i]}`
-    );
+    const cum = this.cumulative();
+    const out = this.buckets.map((b, i) => `${this.name}_bucket${labelText({ le: num(b) })} ${cum[i]}`);
     out.push(`${this.name}_bucket{le="+Inf"} ${this.#count}`);
     out.push(`${this.name}_sum ${num(this.#sum)}`);
     out.push(`${this.name}_count ${this.#count}`);
@@ -106,6 +124,50 @@ const LATENCY_BUCKETS = [
   0.25,
   0.5,
   0.75,
+  1,
+  2.5,
+  5,
+  10,
+];
+/**
+ * Fine buckets for the gateway's own per-token / per-step costs: 5 µs .. 10 ms densely (so p50 / p99
+ * can be estimated from the buckets to within ~25%), then coarser up to 10 s for engine steps.
+ */
+export const FINE_BUCKETS = [
+  5e-6,
+  1e-5,
+  1.5e-5,
+  2e-5,
+  3e-5,
+  4e-5,
+  5e-5,
+  7.5e-5,
+  1e-4,
+  1.25e-4,
+  1.5e-4,
+  2e-4,
+  2.5e-4,
+  3e-4,
+  4e-4,
+  5e-4,
+  6e-4,
+  7.5e-4,
+  1e-3,
+  1.25e-3,
+  1.5e-3,
+  2e-3,
+  2.5e-3,
+  3e-3,
+  4e-3,
+  5e-3,
+  7.5e-3,
+  1e-2,
+  1.5e-2,
+  2.5e-2,
+  5e-2,
+  0.1,
+  0.25,
+  0.5,
   1,
   2.5,
   5,
@@ -147,6 +209,26 @@ export class Metrics {
   readonly evictions = new Counter("sinkstream:cache_evictions_total", "Tokens evicted by the cache policy.");
   readonly sequences = new Gauge("sinkstream:num_sequences", "Live engine sequences.");
   readonly steps = new Counter("sinkstream:engine_steps_total", "Engine steps run.");
+  readonly cancelled = new Counter(
+    "sinkstream:requests_cancelled_total",
+    "Responses that ended cancelled (client cancel or disconnect, shutdown).",
+  );
+  readonly engineStep = new Histogram(
+    "sinkstream:engine_step_seconds",
+    "Wall time inside engine.step (one batched forward), as seen by the scheduler loop.",
+    FINE_BUCKETS,
+  );
+  readonly gatewayTokenLatency = new Histogram(
+    "sinkstream:gateway_token_latency_seconds",
+    "Per token: time from the engine step that produced it resolving to its frame being handed to the " +
+      "socket (ws.send / SSE enqueue): what the gateway adds on top of the engine.",
+    FINE_BUCKETS,
+  );
+  readonly schedulerOverhead = new Histogram(
+    "sinkstream:scheduler_overhead_seconds",
+    "Per scheduler loop iteration that ran a step: iteration wall time minus engine step time.",
+    FINE_BUCKETS,
+  );
 
   render(): string {
     const all: Metric[] = [
@@ -167,6 +249,10 @@ export class Metrics {
       this.evictions,
       this.sequences,
       this.steps,
+      this.cancelled,
+      this.engineStep,
+      this.gatewayTokenLatency,
+      this.schedulerOverhead,
     ];
     return all.map((m) => m.render()).join("\n") + "\n";
   }

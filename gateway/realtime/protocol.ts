@@ -119,6 +119,20 @@ export function newId(prefix: string): string {
   return `${prefix}_${s.slice(0, 14)}${counter.toString(36)}`;
 }
 
+/** Random per process; event ids are this plus a counter (unique, cheap: one per streamed token). */
+const EVENT_BASE = (() => {
+  const rand = crypto.getRandomValues(new Uint8Array(6));
+  let s = "";
+  for (const b of rand) s += b.toString(36).padStart(2, "0");
+  return `event_${s.slice(0, 10)}`;
+})();
+let eventCounter = 0;
+
+/** A unique `event_…` id for a server event, without the random draw of newId(). */
+export function newEventId(): string {
+  return EVENT_BASE + ++eventCounter; // decimal: much cheaper than toString(36)
+}
+
 export function zodMessage(err: z.ZodError): { message: string; param: string | null } {
   const issue = err.issues[0];
   const param = issue.path.length ? issue.path.join(".") : null;

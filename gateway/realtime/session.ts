@@ -18,6 +18,7 @@ import {
 import {
   type ErrorCode,
   ItemCreateSchema,
+  newEventId,
   newId,
   ResponseCancelSchema,
   ResponseCreateSchema,
@@ -61,6 +62,8 @@ interface ActiveResponse {
   detok: Detokenizer;
   maxTokens: number | "inf";
   done: Promise<void>;
+  /** The constant middle of this response's delta frames (everything between event_id and the text). */
+  deltaHead: string;
 }
 
 const OPEN = 1;
@@ -136,7 +139,7 @@ export class RealtimeSession {
     const s = this.socket;
     if (!s || s.readyState !== OPEN) return;
     try {
-      s.send(JSON.stringify({ event_id: newId("event"), ...event }));
+      s.send(JSON.stringify({ event_id: newEventId(), ...event }));
     } catch { /* socket went away; the close handler cleans up */ }
   }
 
@@ -408,7 +411,17 @@ export class RealtimeSession {
     this.#sentInstructions = instructions;
     this.#unsent = [];
     const detok = new Detokenizer(this.ctx.tokenizer, !this.ctx.renderer.usesTemplate);
-    const active: ActiveResponse = { id: responseId, item, job, detok, maxTokens, done: Promise.resolve() };
+    const deltaHead = `","type":"response.output_text.delta","response_id":${JSON.stringify(responseId)}` +
+      `,"item_id":${JSON.stringify(item.id)},"output_index":0,"content_index":0,"delta":`;
+    const active: ActiveResponse = {
+      id: responseId,
+      item,
+      job,
+      detok,
+      maxTokens,
+      done: Promise.resolve(),
+      deltaHead,
+    };
     this.active = active;
     const base = {
       id: responseId,
@@ -438,19 +451,21 @@ export class RealtimeSession {
     active.done = job.done.then((res) => this.#finish(active, base, res, previous));
   }
 
+  /** Hot path, once per token: detokenise, build the delta frame from its prebuilt head, send. */
   #onToken(token: number): void {
     const a = this.active;
     if (!a) return;
     const delta = a.detok.push(token);
     if (delta === "") return;
-    this.send({
-      type: "response.output_text.delta",
-      response_id: a.id,
-      item_id: a.item.id,
-      output_index: 0,
-      content_index: 0,
-      delta,
-    });
+    const s = this.socket;
+    if (!s || s.readyState !== OPEN) return;
+    try {
+      s.send('{"event_id":"' + newEventId() + a.deltaHead + JSON.stringify(delta) + "}");
+    } catch {
+      return; // socket went away; the close handler cleans up
+    }
+    const ctx = this.ctx;
+    ctx.metrics.gatewayTokenLatency.observe((performance.now() - ctx.scheduler.stepResolvedAt) / 1000);
   }
 
   #finish(

@@ -10,8 +10,21 @@
  * no session is favoured. All engine calls that change state (create / free
  * sequences, sampling changes, steps) happen here, between steps, so they
  * never overlap.
+ *
+ * Hot path (once per generated token): routing a step's results first
+ * delivers every token (the session detokenises and hands its frame to the
+ * socket), and only then refreshes cache stats, metrics and gauges, so the
+ * bookkeeping never sits between the engine and the client. Timings:
+ * `engine_step_seconds` (await engine.step), `scheduler_overhead_seconds`
+ * (loop iteration minus step) and `stepResolvedAt`, from which the sessions
+ * measure the per-token `gateway_token_latency_seconds`.
+ *
+ * A response that ends before everything it was given is fed (cancelled
+ * mid-prompt, or cut off after a token was delivered) leaves the unfed
+ * tokens in `Conversation.pending`; the next response feeds them first, so
+ * the cache always holds the whole conversation the client saw.
  */
-import type { CacheStats, Engine, SamplingOptions, SequenceOptions } from "../../runtime/types.ts";
+import type { CacheStats, Engine, SamplingOptions, SequenceOptions, StepItem } from "../../runtime/types.ts";
 import type { Metrics } from "../metrics/metrics.ts";
 
 export class BusyError extends Error {
@@ -53,9 +66,14 @@ export interface JobHandle {
 export class Conversation {
   seq: number | null = null;
   stats: CacheStats | null = null;
-  /** Tokens delivered to the client but not yet fed (the last token of a cut-off response). */
+  /**
+   * Tokens of this conversation not yet fed: the unfed rest of a prompt whose response was cancelled
+   * mid-prefill, and/or the last delivered token of a response that ended before feeding it.
+   */
   pending: number[] = [];
   sampling = "";
+  /** Set when a step fed this conversation; `stats` is refreshed after the step's tokens went out. */
+  statsStale = false;
   job: Job | null = null;
   released = false;
   reservedBytes = 0;
@@ -75,12 +93,23 @@ class Job implements JobHandle {
   finished = false;
   cancelled = false;
   cancelDetail?: string;
+  /** Set while routing a step when the job ends there; finish() runs after every token went out. */
+  ending: FinishReason | null = null;
+  endError?: Error;
+  /** `next` was delivered but not fed yet (it is fed by the job's next decode step). */
+  nextUnfed = false;
   inFlight = false;
+  /** Sequence created and sampling applied for this job. */
+  prepared = false;
+  readonly samplingKey: string;
+  /** The one-token array of this job's decode items (reused every step: no per-token allocation). */
+  readonly decodeTokens = [0];
   readonly createdAt = performance.now();
   lastTokenAt = 0;
   constructor(readonly sched: Scheduler, readonly conv: Conversation, readonly req: GenerateRequest) {
-    this.prompt = [...conv.pending, ...req.prompt];
+    this.prompt = conv.pending.length > 0 ? [...conv.pending, ...req.prompt] : req.prompt.slice();
     conv.pending = [];
+    this.samplingKey = req.sampling ? JSON.stringify(req.sampling) : "";
     this.done = new Promise((r) => (this.#resolve = r));
   }
   get decoding(): boolean {
@@ -98,6 +127,13 @@ class Job implements JobHandle {
   }
 }
 
+/** One item of a step: what the engine gets, plus the job it belongs to. */
+interface BatchItem extends StepItem {
+  job: Job;
+  tokens: number[];
+  sample: boolean;
+}
+
 export interface SchedulerOptions {
   maxBatchTokens?: number;
   prefillChunk?: number;
@@ -113,12 +149,18 @@ export class Scheduler {
   readonly kvBudgetBytes: number;
   readonly bytesPerToken: number;
   readonly metrics?: Metrics;
+  /** performance.now() when the last engine step resolved (tokens routed now were produced then). */
+  stepResolvedAt = 0;
   #jobs: Job[] = [];
+  /** Jobs in #jobs that finished since the last compaction (removed lazily: no O(n) splice per finish). */
+  #finishedInList = 0;
+  #liveSeqCount = 0;
   #rr = 0;
   #convs = new Set<Conversation>();
   #toFree: Conversation[] = [];
   #reserved = 0;
   #stepping = false;
+  #routing = false;
   #closed = false;
   #wake: (() => void) | null = null;
   #loop: Promise<void>;
@@ -131,9 +173,13 @@ export class Scheduler {
     );
     this.prefillChunk = Math.max(1, opts.prefillChunk ?? 128);
     this.kvBudgetBytes = opts.kvBudgetBytes ?? 0;
+    // KV bytes per cached token as the engine stores them (f32 on the CPU backend, f16/bf16 on CUDA);
+    // an engine that does not say is assumed to hold K and V of every layer in f32.
     const i = engine.info;
-    // K and V, every layer, f32 (upper bound for the CPU backend).
-    this.bytesPerToken = 2 * i.nLayers * i.nKvHeads * i.headDim * 4;
+    const reported = engine.kvBytesPerToken;
+    this.bytesPerToken = reported !== undefined && Number.isFinite(reported) && reported > 0
+      ? reported
+      : 2 * i.nLayers * i.nKvHeads * i.headDim * 4;
     this.metrics = opts.metrics;
     this.#loop = this.#run();
   }
@@ -213,12 +259,30 @@ export class Scheduler {
   finish(job: Job, reason: FinishReason, error?: Error): void {
     if (job.finished) return;
     job.finished = true;
-    const i = this.#jobs.indexOf(job);
-    if (i >= 0) this.#jobs.splice(i, 1);
-    if (job.conv.job === job) job.conv.job = null;
+    this.#finishedInList++;
+    const conv = job.conv;
+    if (conv.job === job) conv.job = null;
+    // Whatever was given to this job but not fed stays part of the conversation: fed first next turn.
+    if (!conv.released) {
+      const unfed = job.fed < job.prompt.length ? job.prompt.slice(job.fed) : [];
+      if (job.nextUnfed) unfed.push(job.next);
+      conv.pending = unfed;
+    }
+    if (conv.statsStale && !this.#stepping) this.#refreshStats(conv);
     this.metrics?.requests.inc();
+    if (reason === "cancelled") this.metrics?.cancelled.inc();
     job.resolve(this.#result(job, reason, error));
-    this.#updateGauges();
+    if (!this.#routing) this.#updateGauges();
+  }
+
+  #refreshStats(conv: Conversation): void {
+    conv.statsStale = false;
+    if (conv.seq === null || conv.released) return;
+    try {
+      const before = conv.stats?.evicted ?? 0;
+      conv.stats = this.engine.stats(conv.seq);
+      this.metrics?.evictions.inc(conv.stats.evicted - before);
+    } catch { /* keep old stats */ }
   }
 
   #result(job: Job, reason: FinishReason, error?: Error): GenerateResult {
@@ -239,21 +303,24 @@ export class Scheduler {
   }
 
   #applyFrees(): void {
+    if (this.#toFree.length === 0) return;
     for (const c of this.#toFree.splice(0)) {
       if (c.seq !== null) {
         try {
           this.engine.freeSequence(c.seq);
         } catch { /* already gone */ }
         c.seq = null;
+        this.#liveSeqCount--;
       }
     }
-    this.metrics?.sequences.set(this.#liveSeqs());
+    this.metrics?.sequences.set(this.#liveSeqCount);
   }
 
-  #liveSeqs(): number {
-    let n = 0;
-    for (const c of this.#convs) if (c.seq !== null) n++;
-    return n;
+  /** Drop finished jobs from #jobs (once per step, O(n)). */
+  #compact(): void {
+    if (this.#finishedInList === 0) return;
+    this.#finishedInList = 0;
+    this.#jobs = this.#jobs.filter((j) => !j.finished);
   }
 
   #updateGauges(): void {
@@ -269,27 +336,27 @@ export class Scheduler {
     const denom = this.kvBudgetBytes > 0 ? this.kvBudgetBytes : this.#reserved;
     m.kvUsage.set(denom > 0 ? bytes / denom : 0);
     let running = 0, waiting = 0;
-    for (const j of this.#jobs) j.req.isPaused?.() ? waiting++ : running++;
+    for (const j of this.#jobs) if (!j.finished) j.req.isPaused?.() ? waiting++ : running++;
     m.running.set(running);
     m.waiting.set(waiting);
   }
 
-  /** Prepare a job's sequence (create lazily, apply sampling). False when the job failed. */
+  /** Prepare a job's sequence (create lazily, apply sampling) once per job. False when the job failed. */
   #prepare(job: Job): boolean {
+    if (job.prepared) return true;
     const conv = job.conv;
     try {
       if (conv.seq === null) {
         conv.seq = this.engine.createSequence({ ...conv.options, ...job.req.sampling });
-        conv.sampling = JSON.stringify(job.req.sampling ?? {});
+        conv.sampling = job.samplingKey;
         conv.stats = this.engine.stats(conv.seq);
-        this.metrics?.sequences.set(this.#liveSeqs());
-      } else if (job.req.sampling) {
-        const key = JSON.stringify(job.req.sampling);
-        if (key !== conv.sampling) {
-          this.engine.setSampling(conv.seq, job.req.sampling);
-          conv.sampling = key;
-        }
+        this.#liveSeqCount++;
+        this.metrics?.sequences.set(this.#liveSeqCount);
+      } else if (job.req.sampling && job.samplingKey !== conv.sampling) {
+        this.engine.setSampling(conv.seq, job.req.sampling);
+        conv.sampling = job.samplingKey;
       }
+      job.prepared = true;
       return true;
     } catch (e) {
       this.finish(job, "error", e as Error);
@@ -299,7 +366,9 @@ export class Scheduler {
 
   async #run(): Promise<void> {
     while (true) {
+      const t0 = performance.now();
       this.#applyFrees();
+      this.#compact();
       if (this.#closed && this.#jobs.length === 0) return;
       const batch = this.#build();
       if (batch.length === 0) {
@@ -308,6 +377,7 @@ export class Scheduler {
           continue;
         }
         // Idle, or every job paused: wait for a kick, polling paused jobs.
+        this.#compact();
         const paused = this.#jobs.length > 0;
         await new Promise<void>((resolve) => {
           this.#wake = resolve;
@@ -315,18 +385,20 @@ export class Scheduler {
         });
         continue;
       }
-      await this.#step(batch);
+      const stepMs = await this.#step(batch);
+      const overhead = performance.now() - t0 - stepMs;
+      this.metrics?.schedulerOverhead.observe(overhead > 0 ? overhead / 1000 : 0);
     }
   }
 
-  #build(): { job: Job; tokens: number[]; sample: boolean }[] {
+  #build(): BatchItem[] {
     const n = this.#jobs.length;
     if (n === 0) return [];
     const order: Job[] = [];
     for (let k = 0; k < n; k++) order.push(this.#jobs[(this.#rr + k) % n]);
     this.#rr = (this.#rr + 1) % Math.max(1, n);
     let budget = this.maxBatchTokens;
-    const batch: { job: Job; tokens: number[]; sample: boolean }[] = [];
+    const batch: BatchItem[] = [];
     const prefilling: Job[] = [];
     for (const job of order) {
       if (job.finished) continue;
@@ -338,7 +410,9 @@ export class Scheduler {
       if (job.decoding) {
         if (budget < 1) continue;
         if (!this.#prepare(job)) continue;
-        batch.push({ job, tokens: [job.next], sample: true });
+        const tokens = job.decodeTokens;
+        tokens[0] = job.next;
+        batch.push({ seq: job.conv.seq!, tokens, sample: true, job });
         budget -= 1;
       } else prefilling.push(job);
     }
@@ -347,88 +421,102 @@ export class Scheduler {
       if (!this.#prepare(job)) continue;
       const left = job.prompt.length - job.fed;
       const take = Math.min(left, this.prefillChunk, budget);
-      batch.push({ job, tokens: job.prompt.slice(job.fed, job.fed + take), sample: take === left });
+      const tokens = job.prompt.slice(job.fed, job.fed + take);
+      batch.push({ seq: job.conv.seq!, tokens, sample: take === left, job });
       budget -= take;
     }
     return batch;
   }
 
-  async #step(batch: { job: Job; tokens: number[]; sample: boolean }[]): Promise<void> {
+  /** Run one step and route its results; returns the time spent in engine.step (ms). */
+  async #step(batch: BatchItem[]): Promise<number> {
     const m = this.metrics;
-    const items = batch.map((b) => ({ seq: b.job.conv.seq!, tokens: b.tokens, sample: b.sample }));
+    const n = batch.length;
     let total = 0;
-    for (const b of batch) {
+    for (let i = 0; i < n; i++) {
+      const b = batch[i];
       b.job.inFlight = true;
       total += b.tokens.length;
     }
     this.#stepping = true;
     let results;
+    const t0 = performance.now();
     try {
-      results = await this.engine.step(items);
+      results = await this.engine.step(batch);
     } catch (e) {
       this.#stepping = false;
+      const ms = performance.now() - t0;
       for (const b of batch) {
         b.job.inFlight = false;
         this.finish(b.job, "error", e as Error);
       }
-      return;
+      return ms;
     }
-    this.#stepping = false;
-    m?.steps.inc();
-    m?.batchTokens.observe(total);
-    m?.batchSequences.set(batch.length);
     const now = performance.now();
-    for (let i = 0; i < batch.length; i++) {
-      const { job, tokens, sample } = batch[i];
-      job.inFlight = false;
-      const conv = job.conv;
-      if (conv.seq !== null && !conv.released) {
-        try {
-          const before = conv.stats?.evicted ?? 0;
-          conv.stats = this.engine.stats(conv.seq);
-          m?.evictions.inc(conv.stats.evicted - before);
-        } catch { /* keep old stats */ }
+    this.#stepping = false;
+    this.stepResolvedAt = now;
+    // Phase 1 (latency path): account what was fed and hand every sampled token to its response.
+    // Jobs that end here are only marked; finishing them (stats, results) waits for phase 2.
+    this.#routing = true;
+    try {
+      for (let i = 0; i < n; i++) {
+        const b = batch[i];
+        const job = b.job;
+        job.inFlight = false;
+        job.conv.statsStale = true;
+        if (b.tokens === job.decodeTokens) job.nextUnfed = false;
+        else job.fed += b.tokens.length;
+        if (job.finished) continue;
+        if (job.cancelled) job.ending = "cancelled";
+        else if (b.sample) this.#deliver(job, results[i].token, now);
       }
-      if (!job.decoding) {
-        job.fed += tokens.length;
-        m?.promptTokens.inc(tokens.length);
-      }
-      if (job.finished) continue;
-      if (job.cancelled) {
-        this.finish(job, "cancelled");
-        continue;
-      }
-      if (!sample) continue;
-      this.#deliver(job, results[i].token, now);
+    } finally {
+      this.#routing = false;
+    }
+    // Phase 2: bookkeeping, after the frames went out.
+    for (let i = 0; i < n; i++) {
+      const b = batch[i];
+      const job = b.job;
+      if (b.tokens !== job.decodeTokens) m?.promptTokens.inc(b.tokens.length);
+      if (job.ending !== null && !job.finished) this.finish(job, job.ending, job.endError);
+      if (job.conv.statsStale) this.#refreshStats(job.conv);
+    }
+    if (m) {
+      m.steps.inc();
+      m.batchTokens.observe(total);
+      m.batchSequences.set(n);
+      m.engineStep.observe((now - t0) / 1000);
     }
     this.#updateGauges();
+    return now - t0;
   }
 
+  /** Hand one sampled token to its job (phase 1); marks `job.ending` when the response ends here. */
   #deliver(job: Job, token: number, now: number): void {
     const m = this.metrics;
     job.output++;
-    m?.generationTokens.inc();
-    if (job.output === 1) m?.ttft.observe((now - job.createdAt) / 1000);
-    else m?.itl.observe((now - job.lastTokenAt) / 1000);
+    if (m) {
+      m.generationTokens.inc();
+      if (job.output === 1) m.ttft.observe((now - job.createdAt) / 1000);
+      else m.itl.observe((now - job.lastTokenAt) / 1000);
+    }
     job.lastTokenAt = now;
     if (job.req.stopTokens.has(token)) {
-      this.finish(job, "stop");
+      job.ending = "stop";
       return;
     }
+    // Delivered from here on, fed by the next decode step; if the job ends first it stays pending.
+    job.next = token;
+    job.nextUnfed = true;
     let stop = false;
     try {
       stop = job.req.onToken(token) === true;
     } catch (e) {
-      job.conv.pending = [token];
-      this.finish(job, "error", e as Error);
+      job.ending = "error";
+      job.endError = e as Error;
       return;
     }
-    if (stop || job.output >= job.req.maxTokens) {
-      // Delivered but not fed: feed it first on the next turn so the cache matches the text.
-      job.conv.pending = [token];
-      this.finish(job, stop ? "stop" : "length");
-      return;
-    }
-    job.next = token;
+    if (stop) job.ending = "stop";
+    else if (job.output >= job.req.maxTokens) job.ending = "length";
   }
 }
