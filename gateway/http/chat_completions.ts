@@ -4,7 +4,8 @@
  */
 import type { Context } from "hono";
 import { z } from "zod";
-import { type ChatMessage, Detokenizer } from "../chat/template.ts";
+import type { ChatMessage } from "../chat/template.ts";
+import { Detokenizer } from "../../runtime/detokenizer.ts";
 import { StopMatcher } from "../chat/stop.ts";
 import { BusyError, Conversation, type GenerateResult, type JobHandle } from "../scheduler/scheduler.ts";
 import type { SessionManager } from "../realtime/manager.ts";
@@ -109,7 +110,7 @@ export async function chatCompletions(c: Context, deps: CompletionDeps): Promise
   });
   const stops = req.stop == null ? [] : typeof req.stop === "string" ? [req.stop] : req.stop;
   const matcher = new StopMatcher(stops);
-  const detok = new Detokenizer(ctx.tokenizer, !ctx.renderer.usesTemplate);
+  const detok = new Detokenizer(ctx.tokenizer, { stripLeadingSpace: !ctx.renderer.usesTemplate });
   const maxTokens = req.max_completion_tokens ?? req.max_tokens ?? cfg.maxOutputTokens;
   const id = newId("chatcmpl");
   const created = Math.floor(Date.now() / 1000);

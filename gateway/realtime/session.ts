@@ -5,7 +5,8 @@
  * keeps the session (and its cache) for a TTL so the client can resume.
  */
 import type { CachePolicy, Tokenizer } from "../../runtime/types.ts";
-import { type ChatMessage, type ChatRenderer, Detokenizer } from "../chat/template.ts";
+import type { ChatMessage, ChatRenderer } from "../chat/template.ts";
+import { Detokenizer } from "../../runtime/detokenizer.ts";
 import type { Config } from "../config/config.ts";
 import type { Metrics } from "../metrics/metrics.ts";
 import {
@@ -410,7 +411,7 @@ export class RealtimeSession {
     this.#turns++;
     this.#sentInstructions = instructions;
     this.#unsent = [];
-    const detok = new Detokenizer(this.ctx.tokenizer, !this.ctx.renderer.usesTemplate);
+    const detok = new Detokenizer(this.ctx.tokenizer, { stripLeadingSpace: !this.ctx.renderer.usesTemplate });
     const deltaHead = `","type":"response.output_text.delta","response_id":${JSON.stringify(responseId)}` +
       `,"item_id":${JSON.stringify(item.id)},"output_index":0,"content_index":0,"delta":`;
     const active: ActiveResponse = {

@@ -1,10 +1,10 @@
 /**
- * The gateway's Detokenizer (per-token text cache + held-back partial UTF-8) produces exactly what a
+ * The Detokenizer (per-token text cache + held-back partial UTF-8) produces exactly what a
  * streaming TextDecoder fed token by token produces, for valid and broken UTF-8 split anywhere.
  */
 import assert from "node:assert/strict";
-import { Detokenizer } from "../../../gateway/chat/template.ts";
-import type { Tokenizer } from "../../../runtime/types.ts";
+import { Detokenizer } from "../../runtime/detokenizer.ts";
+import type { Tokenizer } from "../../runtime/types.ts";
 
 function byteTokenizer(pieces: Uint8Array[]): Tokenizer {
   return {
@@ -63,6 +63,6 @@ Deno.test("detokenizer: same text as a streaming TextDecoder fed token by token"
 Deno.test("detokenizer: stripLeadingSpace drops the first piece's leading space only", () => {
   const enc = new TextEncoder();
   const tok = byteTokenizer([" Hello", " world"].map((w) => enc.encode(w)));
-  const d = new Detokenizer(tok, true);
+  const d = new Detokenizer(tok, { stripLeadingSpace: true });
   assert.equal(d.push(0) + d.push(1) + d.push(0), "Hello world Hello");
 });
