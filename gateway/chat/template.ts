@@ -52,13 +52,13 @@ export class ChatRenderer {
     this.usesTemplate = t !== null;
   }
 
-  #render(messages: ChatMessage[], addGenerationPrompt: boolean, bos: boolean): string {
+  #render(messages: ChatMessage[], addGenerationPrompt: boolean): string {
     const special = this.tokenizer.specialTokens;
     return this.template!.render({
       ...special,
       messages,
       add_generation_prompt: addGenerationPrompt,
-      bos_token: bos ? (special.bos_token ?? "") : "",
+      bos_token: special.bos_token ?? "",
       eos_token: special.eos_token ?? "",
     });
   }
@@ -67,16 +67,16 @@ export class ChatRenderer {
   renderTurn(messages: ChatMessage[], first: boolean): string {
     if (this.template) {
       try {
-        if (first) return this.#render(messages, true, true);
+        if (first) return this.#render(messages, true);
         const probe: ChatMessage[] = [
           { role: "user", content: USER_MARK },
           { role: "assistant", content: ASSISTANT_MARK },
           ...messages,
         ];
-        const text = this.#render(probe, true, false);
+        const text = this.#render(probe, true);
         const at = text.indexOf(ASSISTANT_MARK);
         if (at >= 0) return text.slice(at + ASSISTANT_MARK.length);
-        return this.#render(messages, true, false);
+        return this.#render(messages, true);
       } catch {
         // Templates may raise (e.g. on role order): fall through to the plain format.
       }
