@@ -5,6 +5,7 @@
  * native engine in.
  */
 import { Hono } from "hono";
+import { bodyLimit } from "hono/body-limit";
 import type { Engine, Tokenizer } from "../runtime/types.ts";
 import { ChatRenderer } from "./chat/template.ts";
 import type { Config } from "./config/config.ts";
@@ -93,7 +94,15 @@ export function createApp(opts: CreateAppOptions): Gateway {
   v1.use("*", originGuard({ allowed: config.allowedOrigins }));
   v1.use("*", apiKeyAuth({ keys: config.apiKeys }));
   v1.get("/realtime", (c) => sessions.handle(c));
-  v1.post("/chat/completions", (c) => chatCompletions(c, { sessions }));
+  v1.post(
+    "/chat/completions",
+    bodyLimit({
+      maxSize: config.maxBodyBytes,
+      onError: (c) =>
+        openaiError(c, 413, `request body is larger than ${config.maxBodyBytes} bytes`, "request_too_large"),
+    }),
+    (c) => chatCompletions(c, { sessions }),
+  );
   const modelObject = { id: modelName, object: "model", created, owned_by: "sinkstream" };
   v1.get("/models", (c) => c.json({ object: "list", data: [modelObject] }));
   v1.get(

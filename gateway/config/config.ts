@@ -30,6 +30,8 @@ export const ConfigSchema = z.object({
   /** Seconds a disconnected session keeps its cache for a resume. */
   sessionTtl: z.number().min(0).default(60),
   maxFrameBytes: positiveInt.default(256 * 1024),
+  /** Largest HTTP request body (chat completions); larger ones get 413. */
+  maxBodyBytes: positiveInt.default(1 << 20),
   /** A session whose socket buffers more than this many bytes is paused. */
   backpressureBytes: positiveInt.default(1 << 20),
   maxBatchTokens: positiveInt.default(512),
@@ -83,6 +85,13 @@ const FIELDS: FieldSpec[] = [
   },
   { key: "sessionTtl", flag: "session-ttl", env: "SESSION_TTL", kind: "number", help: "resume TTL seconds" },
   { key: "maxFrameBytes", flag: "max-frame-bytes", env: "MAX_FRAME_BYTES", kind: "int", help: "frame limit" },
+  {
+    key: "maxBodyBytes",
+    flag: "max-body-bytes",
+    env: "MAX_BODY_BYTES",
+    kind: "int",
+    help: "HTTP body limit",
+  },
   {
     key: "backpressureBytes",
     flag: "backpressure-bytes",

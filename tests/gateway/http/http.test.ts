@@ -65,6 +65,12 @@ Deno.test("http: bad requests get 4xx JSON errors in OpenAI's shape", async () =
         404,
         "model_not_found",
       ],
+      // Over --max-body-bytes (default 1 MiB): refused before parsing, nothing generated.
+      [
+        JSON.stringify({ messages: [{ role: "user", content: "a".repeat(2 << 20) }] }),
+        413,
+        "request_too_large",
+      ],
     ];
     for (const [body, status, code] of cases) {
       const r = await post(body);
