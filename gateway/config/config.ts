@@ -64,13 +64,25 @@ interface FieldSpec {
 }
 
 const FIELDS: FieldSpec[] = [
-  { key: "model", flag: "model", env: "MODEL", kind: "string", help: "model path or hf:REPO[/FILE]" },
+  {
+    key: "model",
+    flag: "model",
+    env: "MODEL",
+    kind: "string",
+    help: "model path or hf:REPO[/FILE] (none: stories260K from the Hub)",
+  },
   { key: "tokenizer", flag: "tokenizer", env: "TOKENIZER", kind: "string", help: "tokenizer path" },
   { key: "backend", flag: "backend", env: "BACKEND", kind: "string", help: "cpu | cuda" },
   { key: "threads", flag: "threads", env: "THREADS", kind: "int", help: "CPU threads (0 = all)" },
   { key: "policy", flag: "policy", env: "POLICY", kind: "string", help: "streaming | window | dense" },
   { key: "sinks", flag: "sinks", env: "SINKS", kind: "int", help: "attention sinks" },
-  { key: "window", flag: "window", env: "WINDOW", kind: "int", help: "cache tokens per session" },
+  {
+    key: "window",
+    flag: "window",
+    env: "WINDOW",
+    kind: "int",
+    help: "cache tokens per session (0 = the model's context)",
+  },
   { key: "host", flag: "host", env: "HOST", kind: "string", help: "listen address" },
   { key: "port", flag: "port", env: "PORT", kind: "int", help: "listen port (0 = any)" },
   { key: "maxSessions", flag: "max-sessions", env: "MAX_SESSIONS", kind: "int", help: "live sessions" },
@@ -121,7 +133,15 @@ const FIELDS: FieldSpec[] = [
 ];
 
 export function usage(): string {
-  const lines = FIELDS.map((f) => `  --${f.flag.padEnd(20)} ${f.help} (env SINKSTREAM_${f.env})`);
+  // Defaults come from the schema itself, so the help text cannot drift from them.
+  const defaults = ConfigSchema.safeParse({});
+  const lines = FIELDS.map((f) => {
+    const value = defaults.success ? defaults.data[f.key] : undefined;
+    const shown = value === undefined || (Array.isArray(value) && value.length === 0)
+      ? ""
+      : `; default ${value}`;
+    return `  --${f.flag.padEnd(20)} ${f.help}${shown} (env SINKSTREAM_${f.env})`;
+  });
   return [
     "usage: deno task start [options]",
     "  --config FILE          JSON config file (env SINKSTREAM_CONFIG); keys as camelCase",
