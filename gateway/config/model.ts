@@ -34,12 +34,20 @@ export function parseHfSpec(spec: string): { repo: string; file?: string } {
   return file ? { repo, file } : { repo };
 }
 
+/** Bytes in the unit that suits the file's total size. */
+function size(bytes: number, total: number): string {
+  if (total >= 1 << 30) return `${(bytes / (1 << 30)).toFixed(2)} GiB`;
+  if (total >= 1 << 20) return `${(bytes / (1 << 20)).toFixed(1)} MiB`;
+  return `${(bytes / 1024).toFixed(1)} KiB`;
+}
+
 function progressFetch(name: string, print: (line: string) => void, base: typeof fetch): typeof fetch {
   return async (input, init) => {
     const res = await base(input, init);
     const total = Number(res.headers.get("content-length") ?? 0);
     const method = (init?.method ?? (input instanceof Request ? input.method : "GET")).toUpperCase();
-    if (!res.ok || !res.body || method !== "GET" || total < 1) return res;
+    // Only whole-file downloads get a bar: not the API calls, not the library's 1-byte Range probes.
+    if (!res.ok || res.status === 206 || !res.body || method !== "GET" || total < 1) return res;
     let seen = 0;
     let lastPct = -1;
     const bar = new TransformStream<Uint8Array, Uint8Array>({
@@ -51,7 +59,7 @@ function progressFetch(name: string, print: (line: string) => void, base: typeof
           const filled = Math.round(pct / 4);
           print(
             `\r  ${name} [${"#".repeat(filled)}${".".repeat(25 - filled)}] ${String(pct).padStart(3)}% ` +
-              `${(seen / 1048576).toFixed(1)}/${(total / 1048576).toFixed(1)} MiB`,
+              `${size(seen, total)}/${size(total, total)}`,
           );
         }
         ctl.enqueue(chunk);
@@ -94,6 +102,9 @@ async function download(
   optional = false,
 ): Promise<string | null> {
   const print = opts.progress ?? stderrPrint;
+  // The library announces each download with console.debug; our progress bar says it better.
+  const debug = console.debug;
+  console.debug = () => {};
   try {
     return await downloadFileToCacheDir({
       repo,
@@ -109,6 +120,8 @@ async function download(
     throw new ConfigError(
       `cannot download hf:${repo}/${file} (${why}) and it is not cached; pass --model PATH (or SINKSTREAM_MODEL) to a local model`,
     );
+  } finally {
+    console.debug = debug;
   }
 }
 
