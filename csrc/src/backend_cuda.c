@@ -39,6 +39,7 @@
 #include <string.h>
 
 #include "backend.h"
+#include "cuda_plan.h"
 #include "error.h"
 
 /* ---- error helpers -------------------------------------------------------------- */
@@ -166,9 +167,20 @@ static void cublas_unload(cublas_lib *lib) {
 
 static pthread_once_t count_once = PTHREAD_ONCE_INIT;
 static int device_count = 0;
+static char device_error[256];
 static void count_devices(void) {
-  int n = 0;
-  if (cudaGetDeviceCount(&n) != cudaSuccess) n = 0;
+  int n = 0, drv = 0, rt = 0;
+  cudaError_t e = cudaGetDeviceCount(&n);
+  if (e != cudaSuccess) {
+    n = 0;
+    cudaDriverGetVersion(&drv);
+    cudaRuntimeGetVersion(&rt);
+    /* e.g. cudaErrorInsufficientDriver when the driver is older than the runtime built against */
+    snprintf(device_error, sizeof device_error, "cudaGetDeviceCount: %s (driver supports CUDA %d.%d, runtime is %d.%d)",
+             cudaGetErrorString(e), drv / 1000, drv % 1000 / 10, rt / 1000, rt % 1000 / 10);
+  } else if (n == 0) {
+    snprintf(device_error, sizeof device_error, "cudaGetDeviceCount: 0 devices");
+  }
   cudaGetLastError();
   device_count = n;
 }
@@ -176,10 +188,18 @@ int ss_cuda_device_count(void) {
   pthread_once(&count_once, count_devices);
   return device_count;
 }
+const char *ss_cuda_device_error(void) {
+  pthread_once(&count_once, count_devices);
+  return device_error;
+}
 
 static char gemm_path[320];
 static pthread_mutex_t gemm_path_mu = PTHREAD_MUTEX_INITIALIZER;
 const char *ss_cuda_gemm_path(void) { return gemm_path; }
+
+/* Why CUDA graphs were turned off in the most recent context that turned them off ("" if none). */
+static char graph_note[256];
+const char *ss_cuda_graph_note(void) { return graph_note; }
 
 /* ---- KV storage ------------------------------------------------------------------------- */
 
@@ -204,7 +224,7 @@ typedef struct cuda_layer {
 
 typedef struct graph_entry {
   int used;
-  int T, n_items, n_want, n_splits, split_len;
+  ss_cuda_graph_key key;
   uint64_t last_use;
   cudaGraphExec_t exec;
 } graph_entry;
@@ -249,22 +269,16 @@ struct ss_backend_ctx {
 
   int use_graphs;
   graph_entry graphs[N_GRAPHS];
+  /* a decode shape is captured the second time it is seen: its first step runs eagerly, so lazy
+   * module loading and cuBLAS's first-call set-up happen outside stream capture */
+  ss_cuda_graph_key warm_key;
+  int warm_valid;
   uint64_t n_forward;
 };
 
-/* Layout of the metadata buffer for a step (offsets in bytes). */
-typedef struct meta_layout {
-  size_t items, tokens, tok_item, want_rows, total;
-} meta_layout;
-
+typedef ss_cuda_meta_layout meta_layout;
 static meta_layout meta_layout_for(int n_items, int T, int n_want) {
-  meta_layout L;
-  L.items = 0;
-  L.tokens = ((size_t)n_items * sizeof(ssk_item) + 15) & ~(size_t)15;
-  L.tok_item = L.tokens + (((size_t)T * 4 + 15) & ~(size_t)15);
-  L.want_rows = L.tok_item + (((size_t)T * 4 + 15) & ~(size_t)15);
-  L.total = L.want_rows + (((size_t)n_want * 4 + 15) & ~(size_t)15);
-  return L;
+  return ss_cuda_meta_layout_for(sizeof(ssk_item), n_items, T, n_want);
 }
 
 static void graphs_clear(ss_backend_ctx *c) {
@@ -425,8 +439,8 @@ static int alloc_activations(ss_backend_ctx *c) {
   RC(dmalloc((void **)&c->gu, T * 2 * (size_t)c->hidden * sizeof(float), "activations"));
   RC(dmalloc(&c->h, T * c->hidden * e, "activations"));
   RC(dmalloc((void **)&c->rope_tab, T * 2 * (size_t)c->hd * sizeof(float), "RoPE tables"));
-  /* n_tok * n_heads * n_splits <= 2 * n_sms + n_tok * n_heads by the split choice in forward */
-  c->part_floats = ((size_t)2 * c->n_sms + T * c->n_heads) * ((size_t)c->hd + 2);
+  /* every split plan of forward fits (cuda_plan.h, tested by tests/test_cuda_plan.c) */
+  c->part_floats = ss_cuda_part_floats(c->max_tokens, c->n_heads, c->n_sms, c->hd);
   RC(dmalloc((void **)&c->part, c->part_floats * sizeof(float), "attention partials"));
   meta_layout L = meta_layout_for(c->max_items, c->max_tokens, c->max_items);
   c->meta_bytes = L.total;
@@ -646,12 +660,15 @@ static int enqueue_forward(ss_backend_ctx *c, const step_shape *s) {
   return SS_OK;
 }
 
+static ss_cuda_graph_key graph_key_of(const step_shape *s) {
+  return (ss_cuda_graph_key){s->T, s->n_items, s->n_want, s->n_splits, s->split_len};
+}
+
 static graph_entry *graph_find(ss_backend_ctx *c, const step_shape *s) {
+  ss_cuda_graph_key k = graph_key_of(s);
   for (int i = 0; i < N_GRAPHS; i++) {
     graph_entry *g = &c->graphs[i];
-    if (g->used && g->T == s->T && g->n_items == s->n_items && g->n_want == s->n_want &&
-        g->n_splits == s->n_splits && g->split_len == s->split_len)
-      return g;
+    if (g->used && ss_cuda_graph_key_eq(g->key, k)) return g;
   }
   return NULL;
 }
@@ -672,20 +689,26 @@ static graph_entry *graph_capture(ss_backend_ctx *c, const step_shape *s) {
     slot->used = 0;
   }
   cudaGraph_t graph = NULL;
-  if (cudaStreamBeginCapture(c->stream, cudaStreamCaptureModeThreadLocal) != cudaSuccess) goto fail;
-  int rc = enqueue_forward(c, s);
-  cudaError_t e = cudaStreamEndCapture(c->stream, &graph);
+  const char *stage = "cudaStreamBeginCapture";
+  int rc = SS_OK;
+  cudaError_t e = cudaStreamBeginCapture(c->stream, cudaStreamCaptureModeThreadLocal);
+  if (e != cudaSuccess) goto fail;
+  rc = enqueue_forward(c, s);
+  e = cudaStreamEndCapture(c->stream, &graph);
+  stage = rc != SS_OK ? "a launch under capture" : "cudaStreamEndCapture";
   if (rc != SS_OK || e != cudaSuccess || !graph) goto fail;
-  if (cudaGraphInstantiateWithFlags(&slot->exec, graph, 0) != cudaSuccess) goto fail;
+  stage = "cudaGraphInstantiate";
+  e = cudaGraphInstantiateWithFlags(&slot->exec, graph, 0);
+  if (e != cudaSuccess) goto fail;
   cudaGraphDestroy(graph);
   slot->used = 1;
-  slot->T = s->T;
-  slot->n_items = s->n_items;
-  slot->n_want = s->n_want;
-  slot->n_splits = s->n_splits;
-  slot->split_len = s->split_len;
+  slot->key = graph_key_of(s);
   return slot;
 fail:
+  pthread_mutex_lock(&gemm_path_mu);
+  snprintf(graph_note, sizeof graph_note, "CUDA graph capture failed at %s (%s%s%s); decode steps run eagerly", stage,
+           cudaGetErrorString(e), rc != SS_OK ? "; " : "", rc != SS_OK ? ss_last_error() : "");
+  pthread_mutex_unlock(&gemm_path_mu);
   if (graph) cudaGraphDestroy(graph);
   {
     enum cudaStreamCaptureStatus cs;
@@ -765,20 +788,11 @@ static int cuda_forward(ss_backend_ctx *c, const ss_forward_item *items, int32_t
     if (it->want_logits) mw[k++] = off - 1;
   }
 
-  /* attention split: enough blocks to fill the device twice over, >= 64 keys a split. The key
-   * bound is rounded up to a multiple of 512 so that a growing stream keeps the same launch
-   * shape (and captured graph) for 512 steps; blocks past a token's keys exit at once. */
-  int per = T * c->n_heads;
-  max_n = (max_n + 511) / 512 * 512;
-  int want_splits = (2 * c->n_sms + per - 1) / per;
-  int max_splits = (int)((max_n + 63) / 64);
-  if (want_splits > max_splits) want_splits = max_splits;
-  if (want_splits < 1) want_splits = 1;
-  int split_len = (int)((max_n + want_splits - 1) / want_splits);
-  split_len = (split_len + 31) / 32 * 32;
-  int n_splits = (int)((max_n + split_len - 1) / split_len);
-  if ((size_t)per * n_splits * ((size_t)c->hd + 2) > c->part_floats)
+  /* attention split (cuda_plan.h): blocks past a token's keys exit at once */
+  ss_cuda_split sp = ss_cuda_plan_split(T, c->n_heads, c->n_sms, max_n);
+  if (ss_cuda_plan_part_need(T, c->n_heads, c->hd, sp) > c->part_floats)
     return ss_fail(SS_ERR_BACKEND, "cuda backend: attention partials overflow (internal error)");
+  int n_splits = sp.n_splits, split_len = sp.split_len;
 
   step_shape s = {.T = T,
                   .n_items = n_items,
@@ -796,7 +810,16 @@ static int cuda_forward(ss_backend_ctx *c, const ss_forward_item *items, int32_t
   graph_entry *g = NULL;
   if (c->use_graphs && all_decode) {
     g = graph_find(c, &s);
-    if (!g) g = graph_capture(c, &s);
+    if (!g) {
+      ss_cuda_graph_key k = graph_key_of(&s);
+      if (c->warm_valid && ss_cuda_graph_key_eq(c->warm_key, k)) {
+        g = graph_capture(c, &s); /* second step of this shape: capture (NULL: eager from now on) */
+        c->warm_valid = 0;
+      } else {
+        c->warm_key = k; /* first step of this shape runs eagerly (warm-up) */
+        c->warm_valid = 1;
+      }
+    }
   }
   if (g) {
     g->last_use = c->n_forward;

@@ -17,6 +17,15 @@ int ss_cuda_device_count(void);
  * for <= 8 rows" or "own kernels (wmma + gemv)". "" before any init. */
 const char *ss_cuda_gemm_path(void);
 
+/* Why no device is usable when ss_cuda_device_count() == 0 (e.g. "cudaGetDeviceCount: CUDA driver
+ * version is insufficient for CUDA runtime version (driver supports CUDA 12.8, runtime is 13.0)");
+ * "" when devices were found. */
+const char *ss_cuda_device_error(void);
+
+/* "" while CUDA graphs work; otherwise why the most recent context that turned them off did so
+ * (capture failed: its decode steps run eagerly, correct but slower). */
+const char *ss_cuda_graph_note(void);
+
 /* Device sampling of `rows` rows of host logits [rows, vocab] on `device` (kernels/sampling.cu):
  * uploads, samples, downloads the tokens. SS_ERR_BACKEND with a message on a CUDA error. */
 int ss_cuda_sample_host(int device, const float *logits, int32_t rows, int32_t vocab,

@@ -45,7 +45,7 @@ static int env_int(const char *name, int def) {
 
 int main(void) {
   if (!ss_backend_available(SS_BACKEND_CUDA)) {
-    printf("SKIP: gpu_bench_decode: no usable CUDA device\n");
+    printf("SKIP: gpu_bench_decode: no usable CUDA device (%s)\n", ss_cuda_device_error());
     return 0;
   }
   const int sinks = env_int("SS_BENCH_SINKS", 4), window = env_int("SS_BENCH_WINDOW", 2044);
@@ -130,8 +130,10 @@ int main(void) {
     double dt = now_s() - t0;
     ss_seq_stats st;
     ss_seq_get_stats(e, ids[0], &st);
-    printf("BENCH ours batch=%d tok_s=%.2f step_ms=%.3f stream_pos=%lld n_evicted=%lld\n", B, B * steps / dt,
-           1000.0 * dt / steps, (long long)st.n_seen, (long long)st.n_evicted);
+    printf("BENCH ours batch=%d tok_s=%.2f step_ms=%.3f stream_pos=%lld n_evicted=%lld graphs=%s\n", B,
+           B * steps / dt, 1000.0 * dt / steps, (long long)st.n_seen, (long long)st.n_evicted,
+           ss_cuda_graph_note()[0] ? "off" : "on");
+    if (ss_cuda_graph_note()[0]) printf("BENCH note %s\n", ss_cuda_graph_note());
     fflush(stdout);
   }
 

@@ -7,9 +7,15 @@
  * ring, so it wraps inside the chunk), then decoded greedily for hundreds of steps with a
  * capacity of a few dozen tokens: hundreds of evictions. Both engines are fed the CPU engine's
  * greedy tokens (teacher forcing), and at every step:
- *   - logits: relative L2 error |cuda - cpu| / |cpu| per row < 1e-2 (fp16), < 3e-2 (bf16);
- *   - greedy tokens equal (trained model: always; synthetic model: except where the CPU's top
- *     two logits are closer than 1e-3, a tie fp16 cannot resolve);
+ *   - logits: relative L2 error |cuda - cpu| / |cpu| per row below the pass's tolerance: trained
+ *     model 1e-2 (fp16) / 4e-2 (bf16), synthetic model 2e-2 / 8e-2. Calibrated by a numpy
+ *     emulation of the fp16/bf16 rounding points of the CUDA backend (weights, matmul inputs, KV)
+ *     on stories260K and its synthetic stand-in: max errors 1.7e-3 / 1.4e-2 (trained) and
+ *     5e-3 / 3.1e-2 (synthetic, random weights amplify rounding); an indexing or RoPE bug gives
+ *     errors of order 1 (a key rotated one position off: median 0.6);
+ *   - greedy tokens equal, except where the flip is explained by the measured logits error
+ *     (CPU top-2 margin <= 2 * max |cuda - cpu| of the row: a near tie; counted, not failed; the
+ *     emulation shows such flips even for the trained model in fp16);
  *   - cache statistics and cached stream indices equal.
  * Passes: fp16 with cuBLAS (when loadable), fp16 with the own kernels only, bf16.
  * Plus device sampling (kernels/sampling.cu) against host-computed allowed sets.
@@ -35,9 +41,31 @@ static int file_exists(const char *p) {
 }
 
 typedef struct pass_stats {
-  double max_rel;
-  int steps, token_mismatch, near_ties;
+  double max_rel, sum_rel;
+  int n_rel, steps, token_mismatch, near_ties, logit_fail;
 } pass_stats;
+
+/* Report the first few logits failures of a scenario in full, then only count them. */
+#define LOGITS_CHECK(ps, e, tol, ...)                     \
+  do {                                                    \
+    (ps)->sum_rel += (e);                                 \
+    (ps)->n_rel++;                                        \
+    if ((e) > (ps)->max_rel) (ps)->max_rel = (e);         \
+    if (!((e) < (tol))) {                                 \
+      (ps)->logit_fail++;                                 \
+      if ((ps)->logit_fail <= 5) CHECK((e) < (tol), __VA_ARGS__); \
+      else ss_test_failures++;                            \
+    }                                                     \
+  } while (0)
+
+static double max_abs_diff(const float *a, const float *b, int n) {
+  double m = 0;
+  for (int i = 0; i < n; i++) {
+    double d = fabs((double)a[i] - (double)b[i]);
+    if (d > m) m = d;
+  }
+  return m;
+}
 
 static int argmax(const float *x, int n, float *margin) {
   int a = 0;
@@ -61,8 +89,8 @@ static double rel_err(const float *a, const float *ref, int n) {
 }
 
 /* One scenario on a fresh pair of sequences sets. */
-static void run_scenario(ss_engine *cpu, ss_engine *gpu, int B, int vocab, int trained, double tol,
-                         pass_stats *ps, const char *tag) {
+static void run_scenario(ss_engine *cpu, ss_engine *gpu, int B, int vocab, double tol, pass_stats *ps,
+                         const char *tag) {
   int32_t ids_c[MAXB], ids_g[MAXB];
   for (int b = 0; b < B; b++) {
     ss_seq_params sp = ss_seq_default_params();
@@ -98,8 +126,7 @@ static void run_scenario(ss_engine *cpu, ss_engine *gpu, int B, int vocab, int t
     if (rc1 || rc2) goto out;
     for (int b = 0; b < B; b++) {
       double e = rel_err(lg + (size_t)b * vocab, lc + (size_t)b * vocab, vocab);
-      if (e > ps->max_rel) ps->max_rel = e;
-      CHECK(e < tol, "%s: prefill chunk %d seq %d: logits relative error %.3g >= %.g", tag, ci, b, e, tol);
+      LOGITS_CHECK(ps, e, tol, "%s: prefill chunk %d seq %d: logits relative error %.3g >= %.g", tag, ci, b, e, tol);
       next[b] = out_c[b];
     }
     fed += chunks[ci];
@@ -121,19 +148,22 @@ static void run_scenario(ss_engine *cpu, ss_engine *gpu, int B, int vocab, int t
     for (int b = 0; b < B; b++) {
       const float *rc = lc + (size_t)b * vocab, *rg = lg + (size_t)b * vocab;
       double e = rel_err(rg, rc, vocab);
-      if (e > ps->max_rel) ps->max_rel = e;
-      if (e >= tol) CHECK(e < tol, "%s: step %d seq %d: logits relative error %.3g >= %.g", tag, s, b, e, tol);
+      LOGITS_CHECK(ps, e, tol, "%s: step %d seq %d: logits relative error %.3g >= %.g", tag, s, b, e, tol);
       float margin;
       int ac = argmax(rc, vocab, &margin);
       CHECK(ac == out_c[b], "%s: cpu engine greedy token differs from its logits' argmax", tag);
       if (out_g[b] != out_c[b]) {
-        if (!trained && margin < 1e-3f) {
+        /* a flip needs |err(a)| + |err(b)| >= margin: explained by the logits error when the
+         * margin is within twice the row's largest deviation (which the tolerance bounds) */
+        if ((double)margin <= 2.0 * max_abs_diff(rg, rc, vocab) + 1e-6) {
           ps->near_ties++;
         } else {
           ps->token_mismatch++;
           if (ps->token_mismatch <= 5)
             CHECK(0, "%s: step %d seq %d: greedy token cuda %d != cpu %d (cpu top-2 margin %.3g)", tag, s, b,
                   out_g[b], out_c[b], margin);
+          else
+            ss_test_failures++;
         }
       }
       next[b] = out_c[b];
@@ -216,7 +246,8 @@ done:
 int main(void) {
   int avail = ss_backend_available(SS_BACKEND_CUDA);
   if (!avail) {
-    printf("SKIP: gpu_test_cuda_vs_cpu: no usable CUDA device (ss_backend_available(SS_BACKEND_CUDA) == 0)\n");
+    printf("SKIP: gpu_test_cuda_vs_cpu: no usable CUDA device (ss_backend_available(SS_BACKEND_CUDA) == 0: %s)\n",
+           ss_cuda_device_error());
     /* still check that the CUDA backend refuses cleanly */
     ss_model_info info = gpu_info_stories260k();
     ss_model *m = NULL;
@@ -261,10 +292,12 @@ int main(void) {
   ss_engine *cpu = NULL;
   CHECK(ss_engine_create(m, &cp, &cpu) == 0, "cpu engine: %s", ss_last_error());
 
+  /* tolerances: see the header comment (trained / synthetic) */
+  double tol16 = trained ? 1e-2 : 2e-2, tolbf = trained ? 4e-2 : 8e-2;
   struct {
     const char *name, *dtype, *gemm;
     double tol;
-  } passes[3] = {{"fp16", "fp16", "auto", 1e-2}, {"fp16-own-kernels", "fp16", "own", 1e-2}, {"bf16", "bf16", "auto", 3e-2}};
+  } passes[3] = {{"fp16", "fp16", "auto", tol16}, {"fp16-own-kernels", "fp16", "own", tol16}, {"bf16", "bf16", "auto", tolbf}};
   for (int p = 0; p < 3 && cpu; p++) {
     setenv("SS_CUDA_DTYPE", passes[p].dtype, 1);
     setenv("SS_CUDA_GEMM", passes[p].gemm, 1);
@@ -275,15 +308,21 @@ int main(void) {
     CHECK(rc == 0, "cuda engine (%s): %s", passes[p].name, ss_last_error());
     if (rc) continue;
     printf("pass %s: matmuls: %s\n", passes[p].name, ss_cuda_gemm_path());
+    fflush(stdout);
     int batches[2] = {1, 8};
     for (int bi = 0; bi < 2; bi++) {
       pass_stats ps = {0};
       char tag[96];
       snprintf(tag, sizeof tag, "%s batch %d", passes[p].name, batches[bi]);
-      run_scenario(cpu, gpu, batches[bi], vocab, trained, passes[p].tol, &ps, tag);
-      printf("  %-28s decode steps %d, max logits rel error %.3g (tol %.g), token mismatches %d, near ties %d\n",
-             tag, ps.steps, ps.max_rel, passes[p].tol, ps.token_mismatch, ps.near_ties);
+      int f0 = ss_test_failures;
+      run_scenario(cpu, gpu, batches[bi], vocab, passes[p].tol, &ps, tag);
+      printf("  %-28s %s: decode steps %d, logits rel error max %.3g mean %.3g (tol %.g, %d rows over), token "
+             "mismatches %d, near ties %d\n",
+             tag, ss_test_failures == f0 ? "ok" : "FAILED", ps.steps, ps.max_rel, ps.n_rel ? ps.sum_rel / ps.n_rel : 0.0,
+             passes[p].tol, ps.logit_fail, ps.token_mismatch, ps.near_ties);
+      fflush(stdout);
     }
+    if (ss_cuda_graph_note()[0]) printf("  note: %s\n", ss_cuda_graph_note());
     ss_engine_free(gpu);
   }
   unsetenv("SS_CUDA_DTYPE");

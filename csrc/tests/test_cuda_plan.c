@@ -1,0 +1,131 @@
+/* test_cuda_plan.c — the CUDA backend's host-side planning math (src/cuda_plan.h), tested without a
+ * GPU or nvcc: attention split coverage and workspace bound, graph-key stability as a stream grows,
+ * metadata layout, and the ring-slot arithmetic the kernels use (kernels/attention.cu walks the
+ * recent window as consecutive ring offsets from lo; kernels/ops.cu writes a one-token step's key
+ * straight into slot(t) and commits chunk rows by the keep rule) against the plain geometry of
+ * src/backend.h. */
+#include <stdio.h>
+#include <string.h>
+
+#include "cuda_plan.h"
+#include "test_util.h"
+
+static void test_split_plan(void) {
+  const int heads[] = {1, 8, 32, 64}, sms[] = {1, 108, 132, 170}, hds[] = {8, 64, 128};
+  const int Ts[] = {1, 2, 3, 7, 8, 9, 31, 32, 33, 100, 512, 2048, 4096, 65535};
+  const long long ns[] = {1, 2, 63, 64, 65, 511, 512, 513, 1000, 2048, 2049, 4096, 100000, 1 << 20};
+  int bad = 0;
+  for (size_t a = 0; a < sizeof heads / sizeof *heads; a++)
+    for (size_t b = 0; b < sizeof sms / sizeof *sms; b++)
+      for (size_t c = 0; c < sizeof Ts / sizeof *Ts; c++)
+        for (size_t d = 0; d < sizeof ns / sizeof *ns; d++)
+          for (size_t e = 0; e < sizeof hds / sizeof *hds; e++) {
+            int T = Ts[c], H = heads[a], M = sms[b], hd = hds[e];
+            ss_cuda_split p = ss_cuda_plan_split(T, H, M, ns[d]);
+            int ok = p.n_splits >= 1 && p.split_len >= 32 && p.split_len % 32 == 0 && p.max_n >= ns[d] &&
+                     p.max_n % 512 == 0 && (long long)p.n_splits * p.split_len >= p.max_n &&
+                     (long long)(p.n_splits - 1) * p.split_len < p.max_n;
+            /* the partials workspace sized for max_tokens >= T holds every plan */
+            ok = ok && ss_cuda_plan_part_need(T, H, hd, p) <= ss_cuda_part_floats(T, H, M, hd);
+            ok = ok && (size_t)T * H * p.n_splits <= (size_t)2 * M + (size_t)T * H; /* grid size bound */
+            if (!ok && bad++ < 5)
+              CHECK(0, "split plan T=%d heads=%d sms=%d max_n=%lld: n_splits %d split_len %d", T, H, M, ns[d],
+                    p.n_splits, p.split_len);
+          }
+  CHECK(bad == 0, "%d bad split plans", bad);
+}
+
+/* Decode graphs are keyed by the split plan: a growing stream changes key once per 512 keys. */
+static void test_graph_key_stability(void) {
+  int changes = 0;
+  ss_cuda_graph_key prev = {0};
+  for (long long n = 1; n <= 4096; n++) {
+    ss_cuda_split p = ss_cuda_plan_split(8, 32, 132, n);
+    ss_cuda_graph_key k = {8, 8, 8, p.n_splits, p.split_len};
+    if (n > 1 && !ss_cuda_graph_key_eq(k, prev)) changes++;
+    prev = k;
+  }
+  CHECK(changes <= 4096 / 512, "graph key changed %d times over 4096 steps", changes);
+  ss_cuda_graph_key a = {1, 1, 1, 2, 64}, b = a;
+  CHECK(ss_cuda_graph_key_eq(a, b), "equal keys");
+  b.n_want = 0;
+  CHECK(!ss_cuda_graph_key_eq(a, b), "n_want is part of the key");
+  b = a;
+  b.split_len = 96;
+  CHECK(!ss_cuda_graph_key_eq(a, b), "split_len is part of the key");
+}
+
+static void test_meta_layout(void) {
+  const size_t item = 40;
+  const int max_tokens = 300;
+  ss_cuda_meta_layout mx = ss_cuda_meta_layout_for(item, max_tokens, max_tokens, max_tokens);
+  int bad = 0;
+  for (int T = 1; T <= max_tokens; T += 7)
+    for (int n = 1; n <= T; n += 3)
+      for (int w = 0; w <= n; w += 5) {
+        ss_cuda_meta_layout L = ss_cuda_meta_layout_for(item, n, T, w);
+        int ok = L.items == 0 && L.tokens % 16 == 0 && L.tok_item % 16 == 0 && L.want_rows % 16 == 0 &&
+                 L.tokens >= n * item && L.tok_item >= L.tokens + 4 * (size_t)T &&
+                 L.want_rows >= L.tok_item + 4 * (size_t)T && L.total >= L.want_rows + 4 * (size_t)w &&
+                 L.total <= mx.total;
+        if (!ok) bad++;
+      }
+  CHECK(bad == 0, "%d bad metadata layouts", bad);
+}
+
+/* Ring-slot arithmetic of the kernels against the geometry of backend.h, for streaming (S > 0),
+ * window (S = 0) and small rings, over stream indices crossing many evictions. */
+static void test_slots(void) {
+  const int geoms[][2] = {{4, 40}, {1, 48}, {0, 56}, {4, 5}, {0, 1}, {3, 4}, {4, 2048}};
+  int bad = 0;
+  for (size_t g = 0; g < sizeof geoms / sizeof *geoms; g++) {
+    int32_t S = geoms[g][0], C = geoms[g][1], R = C - S;
+    for (int64_t t = 0; t < 3 * (int64_t)C + 50; t++) {
+      int64_t n = t + 1 < C ? t + 1 : C, ns = t + 1 < S ? t + 1 : S;
+      int64_t lo = t - R + 1 > S ? t - R + 1 : S;
+      int32_t lo_ring = (int32_t)((lo - S) % R);
+      int64_t n_recent = t >= S ? t - lo + 1 : 0;
+      if (ns + n_recent != n) bad++;
+      /* attention.cu: recent key r at ring offset lo_ring + r (wrapped once) */
+      for (int64_t r = 0; r < n_recent; r++) {
+        int32_t ro = lo_ring + (int32_t)r;
+        if (ro >= R) ro -= R;
+        if (S + ro != ss_cuda_slot(lo + r, S, C)) bad++;
+      }
+      /* ops.cu: a one-token step writes slot(t) before its attention; no other visible key lives there */
+      int64_t st = ss_cuda_slot(t, S, C);
+      for (int64_t i = 0; i < ns; i++)
+        if (i != t && ss_cuda_slot(i, S, C) == st) bad++;
+      for (int64_t i = lo; i <= t && t >= S; i++)
+        if (i != t && ss_cuda_slot(i, S, C) == st) bad++;
+    }
+    /* commit rule of a chunk [s0, end): kept rows land in distinct slots, and the cache after the
+     * chunk holds what token-by-token feeding leaves */
+    for (int64_t s0 = 0; s0 < 2 * (int64_t)C; s0 += 3)
+      for (int64_t len = 1; len < 3 * (int64_t)C; len += 5) {
+        int64_t end = s0 + len, last = end - 1;
+        int64_t keep_from = last - R + 1 > S ? last - R + 1 : S;
+        int64_t want[4096], got[4096];
+        if (C > 4096) continue;
+        for (int32_t k = 0; k < C; k++) want[k] = got[k] = -1;
+        for (int64_t i = 0; i < end; i++) want[ss_cuda_slot(i, S, C)] = i;       /* token by token */
+        for (int64_t i = 0; i < s0; i++) got[ss_cuda_slot(i, S, C)] = i;         /* before the chunk */
+        for (int64_t i = s0; i < end; i++) {
+          if (!(i < S || i >= keep_from)) continue;
+          int64_t sl = ss_cuda_slot(i, S, C);
+          if (got[sl] >= s0) bad++; /* two kept rows of one chunk in one slot */
+          got[sl] = i;
+        }
+        if (memcmp(want, got, sizeof(int64_t) * (size_t)C) != 0) bad++;
+      }
+  }
+  CHECK(bad == 0, "%d slot arithmetic mismatches", bad);
+}
+
+int main(void) {
+  test_split_plan();
+  test_graph_key_stability();
+  test_meta_layout();
+  test_slots();
+  return test_summary("test_cuda_plan");
+}
