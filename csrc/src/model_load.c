@@ -13,26 +13,6 @@
 #include "error.h"
 #include "model_util.h"
 
-/* Field offsets are ABI (bindings fill the structs by offset). */
-_Static_assert(sizeof(ss_model_params) == 32, "ss_model_params size");
-_Static_assert(offsetof(ss_model_params, use_mmap) == 0, "ss_model_params.use_mmap");
-_Static_assert(sizeof(ss_model_info) == 64, "ss_model_info size");
-_Static_assert(offsetof(ss_model_info, arch) == 0, "ss_model_info.arch");
-_Static_assert(offsetof(ss_model_info, dim) == 4, "ss_model_info.dim");
-_Static_assert(offsetof(ss_model_info, hidden_dim) == 8, "ss_model_info.hidden_dim");
-_Static_assert(offsetof(ss_model_info, n_layers) == 12, "ss_model_info.n_layers");
-_Static_assert(offsetof(ss_model_info, n_heads) == 16, "ss_model_info.n_heads");
-_Static_assert(offsetof(ss_model_info, n_kv_heads) == 20, "ss_model_info.n_kv_heads");
-_Static_assert(offsetof(ss_model_info, head_dim) == 24, "ss_model_info.head_dim");
-_Static_assert(offsetof(ss_model_info, vocab_size) == 28, "ss_model_info.vocab_size");
-_Static_assert(offsetof(ss_model_info, max_seq_len) == 32, "ss_model_info.max_seq_len");
-_Static_assert(offsetof(ss_model_info, bos_token_id) == 36, "ss_model_info.bos_token_id");
-_Static_assert(offsetof(ss_model_info, eos_token_id) == 40, "ss_model_info.eos_token_id");
-_Static_assert(offsetof(ss_model_info, source_dtype) == 44, "ss_model_info.source_dtype");
-_Static_assert(offsetof(ss_model_info, rope_theta) == 48, "ss_model_info.rope_theta");
-_Static_assert(offsetof(ss_model_info, rms_norm_eps) == 52, "ss_model_info.rms_norm_eps");
-_Static_assert(offsetof(ss_model_info, n_params) == 56, "ss_model_info.n_params");
-
 ss_model_params ss_model_default_params(void) {
   ss_model_params p;
   memset(&p, 0, sizeof p);
