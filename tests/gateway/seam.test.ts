@@ -1,0 +1,51 @@
+/**
+ * The engine seam: the gateway app (everything but its entrypoint, gateway/main.ts) reaches the
+ * engine only through runtime/types.ts, so an edge build without FFI, or another engine (a
+ * TensorRT-LLM adapter), can stand behind it. Checked on the real module graph (`deno info`), and
+ * the FFI module itself must be the only place that calls Deno.dlopen.
+ */
+import assert from "node:assert/strict";
+import { fileURLToPath } from "node:url";
+
+const ROOT = fileURLToPath(new URL("../../", import.meta.url));
+
+async function localModules(entry: string): Promise<string[]> {
+  const out = await new Deno.Command(Deno.execPath(), {
+    args: ["info", "--json", entry],
+    cwd: ROOT,
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  assert.ok(out.success, new TextDecoder().decode(out.stderr));
+  const graph = JSON.parse(new TextDecoder().decode(out.stdout)) as { modules: { specifier: string }[] };
+  return graph.modules.map((m) => m.specifier).filter((s) => s.startsWith("file://"))
+    .map((s) => fileURLToPath(s).slice(ROOT.length));
+}
+
+Deno.test("seam: the gateway app imports no FFI code, only runtime/types.ts (+ the pure detokenizer)", async () => {
+  const mods = await localModules("gateway/app.ts");
+  assert.ok(mods.includes("gateway/scheduler/scheduler.ts"), `graph was read: ${mods.join(", ")}`);
+  const runtime = mods.filter((m) => m.startsWith("runtime/"));
+  assert.deepEqual(runtime.sort(), ["runtime/detokenizer.ts", "runtime/types.ts"]);
+  for (const m of mods) {
+    const src = await Deno.readTextFile(`${ROOT}/${m}`);
+    assert.ok(!/Deno\.dlopen|UnsafePointer|UnsafeCallback/.test(src), `${m} touches FFI`);
+  }
+});
+
+Deno.test("seam: runtime/ffi.ts is the only module that calls Deno.dlopen", async () => {
+  const hits: string[] = [];
+  async function walk(dir: string): Promise<void> {
+    for await (const e of Deno.readDir(`${ROOT}/${dir}`)) {
+      const p = `${dir}/${e.name}`;
+      if (e.isDirectory) await walk(p);
+      else if (
+        /\.(ts|js)$/.test(e.name) && (await Deno.readTextFile(`${ROOT}/${p}`)).includes("Deno.dlopen(")
+      ) {
+        hits.push(p);
+      }
+    }
+  }
+  for (const d of ["gateway", "runtime", "tools", "bench"]) await walk(d);
+  assert.deepEqual(hits, ["runtime/ffi.ts"]);
+});
