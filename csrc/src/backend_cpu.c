@@ -55,6 +55,9 @@ struct ss_backend_ctx {
   int max_tokens;
   int n_threads;
   int64_t par_min_work; /* jobs below this work run inline (PAR_MIN_WORK) */
+  int group;            /* n_heads / n_kv_heads: query heads per K/V head */
+  int attn_heads_max;   /* most query heads per attention task (SS_CPU_ATTN_HEADS; default group) */
+  int attn_heads;       /* query heads per attention task in this forward pass (divides group) */
   ss_threadpool *pool;
   double *inv_freq; /* [hd/2] */
 
@@ -74,8 +77,8 @@ struct ss_backend_ctx {
   int32_t *item_row; /* [max_tokens] first token row of each item */
   int32_t *logit_row;/* [max_tokens] token rows whose logits are wanted */
 
-  /* per-thread attention scratch */
-  float *th_f;          /* [n_threads, 3 * hd + ATT_BLOCK] */
+  /* per-thread attention scratch, for up to `group` heads */
+  float *th_f;          /* [n_threads, group * (3 * hd + ATT_BLOCK + 2)] */
   const float **th_vp;  /* [n_threads, ATT_BLOCK] */
 
   /* the forward pass in flight (read by the task functions) */
@@ -141,6 +144,17 @@ static int cpu_init(const ss_model *model, const ss_engine_params *params, ss_ba
     long long v = strtoll(pmw, &end, 10);
     if (end && *end == '\0' && v >= 0) c->par_min_work = v;
   }
+  c->group = c->n_heads / c->n_kv_heads;
+  c->attn_heads_max = c->group;
+  /* SS_CPU_ATTN_HEADS=<n>: at most n query heads per attention task (the
+   * largest divisor of the group not above n; 1 = one task per head). Results
+   * do not depend on it; tests use it to check that. */
+  const char *ah = getenv("SS_CPU_ATTN_HEADS");
+  if (ah && *ah) {
+    char *end = NULL;
+    long v = strtol(ah, &end, 10);
+    if (end && *end == '\0' && v >= 1) c->attn_heads_max = v < c->group ? (int)v : c->group;
+  }
 
   size_t T = (size_t)c->max_tokens, half = (size_t)c->hd / 2;
   c->inv_freq = xcalloc(half, sizeof(double));
@@ -158,7 +172,7 @@ static int cpu_init(const ss_model *model, const ss_engine_params *params, ss_ba
   c->tok_pos = xcalloc(T, sizeof(int64_t));
   c->item_row = xcalloc(T, sizeof(int32_t));
   c->logit_row = xcalloc(T, sizeof(int32_t));
-  c->th_f = xcalloc((size_t)nt * (3 * (size_t)c->hd + ATT_BLOCK), sizeof(float));
+  c->th_f = xcalloc((size_t)nt * (size_t)c->group * (3 * (size_t)c->hd + ATT_BLOCK + 2), sizeof(float));
   c->th_vp = xcalloc((size_t)nt * ATT_BLOCK, sizeof(float *));
   if (!c->inv_freq || !c->x || !c->xb || !c->q || !c->k || !c->v || !c->att || !c->hb || !c->hb2 || !c->rope ||
       !c->xl || !c->tok_item || !c->tok_pos || !c->item_row || !c->logit_row || !c->th_f || !c->th_vp) {
@@ -338,41 +352,53 @@ static void krot_task(void *ctx, int64_t begin, int64_t end, int tid) {
   }
 }
 
-/* Online softmax over keys pushed in a fixed order, ATT_BLOCK at a time:
- * out = sum_j softmax(s)_j v_j, with a running max / sum rescaled per block. */
+/* Online softmax over keys pushed in a fixed order, ATT_BLOCK at a time, for
+ * the G query heads of one K/V head (GQA group, or a part of it): per head g,
+ * out_g = sum_j softmax(s_g)_j v_j with a running max / sum rescaled per block.
+ * The keys, the block boundaries and the value rows are the same for every
+ * head of the group, so each K/V row is read once for all G heads; the
+ * arithmetic of each head is exactly that of a one-head pass. */
 typedef struct attn_acc {
-  float *out; /* [hd] running weighted sum */
-  float m, l; /* running max, running sum of exp */
-  float *s;   /* [ATT_BLOCK] scores of the pending block */
-  const float **vp;
-  int n, hd;
+  float *out; /* [G, hd] running weighted sums */
+  float *m;   /* [G] running max */
+  float *l;   /* [G] running sum of exp */
+  float *s;   /* [G, ATT_BLOCK] scores of the pending block */
+  const float **vp; /* [ATT_BLOCK] value rows of the pending block */
+  int n, hd, G;
 } attn_acc;
 
 static void attn_flush(attn_acc *a) {
   if (a->n == 0) return;
-  float mb = a->s[0];
-  for (int j = 1; j < a->n; j++) mb = a->s[j] > mb ? a->s[j] : mb;
-  float m_new = mb > a->m ? mb : a->m;
-  if (a->m != -INFINITY && m_new != a->m) {
-    float scale = expf(a->m - m_new);
-    for (int d = 0; d < a->hd; d++) a->out[d] *= scale;
-    a->l *= scale;
+  int hd = a->hd;
+  for (int g = 0; g < a->G; g++) {
+    float *s = a->s + (int64_t)g * ATT_BLOCK, *out = a->out + (int64_t)g * hd;
+    float mb = s[0];
+    for (int j = 1; j < a->n; j++) mb = s[j] > mb ? s[j] : mb;
+    float m_new = mb > a->m[g] ? mb : a->m[g];
+    if (a->m[g] != -INFINITY && m_new != a->m[g]) {
+      float scale = expf(a->m[g] - m_new);
+      for (int d = 0; d < hd; d++) out[d] *= scale;
+      a->l[g] *= scale;
+    }
+    a->m[g] = m_new;
+    ss_softmax_exp(s, m_new, a->n); /* scores -> weights, in place */
+    float l = a->l[g];
+    for (int j = 0; j < a->n; j++) l += s[j];
+    a->l[g] = l;
   }
-  a->m = m_new;
-  ss_softmax_exp(a->s, m_new, a->n); /* scores -> weights, in place */
-  for (int j = 0; j < a->n; j++) a->l += a->s[j];
-  ss_attn_pv(a->out, a->s, a->vp, a->n, a->hd);
+  ss_attn_pv_g(a->out, a->s, ATT_BLOCK, a->G, a->vp, a->n, hd);
   a->n = 0;
 }
 
-/* Score keys rows [0, n) of k (stride kv_dim) with q; values at the same rows of v. */
+/* Score key rows [0, n) of k (stride kv_dim) with the G query vectors q[G, hd];
+ * values at the same rows of v. */
 static void attn_run(attn_acc *a, const float *q, const float *k, const float *v, int64_t n, int stride,
                      float scale) {
   /* spans up to the next block boundary: scores in one kernel call */
   while (n > 0) {
     int m = ATT_BLOCK - a->n;
     if (n < m) m = (int)n;
-    ss_attn_scores(a->s + a->n, q, k, m, stride, a->hd, scale);
+    ss_attn_scores_g(a->s + a->n, ATT_BLOCK, q, a->G, k, m, stride, a->hd, scale);
     for (int j = 0; j < m; j++) a->vp[a->n + j] = v + (int64_t)j * stride;
     a->n += m;
     k += (int64_t)m * stride;
@@ -382,21 +408,23 @@ static void attn_run(attn_acc *a, const float *q, const float *k, const float *v
   }
 }
 
-/* One (token, query head) pair: attention over the sinks and the recent
- * window of the token, keys drawn from the cache (before the chunk) and
- * from the chunk scratch (the chunk's own tokens). */
+/* One (token, K/V head, run of attn_heads query heads) task: attention over the
+ * sinks and the recent window of the token, keys drawn from the cache (before
+ * the chunk) and from the chunk scratch (the chunk's own tokens). */
 static void attn_task(void *ctx, int64_t begin, int64_t end, int tid) {
   ss_backend_ctx *c = ctx;
-  int hd = c->hd, half = hd / 2, kvd = c->kv_dim;
-  int group = c->n_heads / c->n_kv_heads;
+  int hd = c->hd, half = hd / 2, kvd = c->kv_dim, G = c->attn_heads, parts = c->n_heads / G;
   float scale = 1.0f / sqrtf((float)hd);
-  float *qt = c->th_f + (size_t)tid * (3 * (size_t)hd + ATT_BLOCK); /* q rotated at t */
-  float *qs = qt + hd;                                                /* q rotated at n(t)-1 */
-  attn_acc a = {.out = qs + hd, .s = qs + 2 * hd, .vp = c->th_vp + (size_t)tid * ATT_BLOCK, .hd = hd};
+  float *qt = c->th_f + (size_t)tid * (size_t)c->group * (3 * (size_t)hd + ATT_BLOCK + 2); /* q rotated at t */
+  float *qs = qt + (size_t)G * hd;                                                            /* at n(t)-1 */
+  attn_acc a = {.out = qs + (size_t)G * hd, .vp = c->th_vp + (size_t)tid * ATT_BLOCK, .hd = hd, .G = G};
+  a.s = a.out + (size_t)G * hd;
+  a.m = a.s + (size_t)G * ATT_BLOCK;
+  a.l = a.m + G;
 
   for (int64_t task = begin; task < end; task++) {
-    int64_t row = task / c->n_heads;
-    int h = (int)(task % c->n_heads), kvh = h / group;
+    int64_t row = task / parts;
+    int h0 = (int)(task % parts) * G, kvh = h0 / c->group;
     const ss_forward_item *it = &c->items[c->tok_item[row]];
     const cpu_kv *kv = it->kv;
     int64_t t = c->tok_pos[row], start = it->start_index;
@@ -404,19 +432,20 @@ static void attn_task(void *ctx, int64_t begin, int64_t end, int tid) {
     int64_t row0 = c->item_row[c->tok_item[row]]; /* scratch row of stream index `start` */
     const float *r = c->rope + row * 4 * half;
 
-    memcpy(qt, c->q + row * c->q_dim + (int64_t)h * hd, (size_t)hd * sizeof(float));
-    memcpy(qs, qt, (size_t)hd * sizeof(float));
-    ss_rope_rotate(qt, r, r + half, hd);
-    ss_rope_rotate(qs, r + 2 * half, r + 3 * half, hd);
+    memcpy(qt, c->q + row * c->q_dim + (int64_t)h0 * hd, (size_t)G * hd * sizeof(float));
+    memcpy(qs, qt, (size_t)G * hd * sizeof(float));
+    for (int g = 0; g < G; g++) {
+      ss_rope_rotate(qt + (int64_t)g * hd, r, r + half, hd);
+      ss_rope_rotate(qs + (int64_t)g * hd, r + 2 * half, r + 3 * half, hd);
+    }
 
     const float *ck = kv->k[c->layer] ? kv->k[c->layer] + (int64_t)kvh * hd : NULL;
     const float *cv = kv->v[c->layer] ? kv->v[c->layer] + (int64_t)kvh * hd : NULL;
     const float *sk = c->k + row0 * kvd + (int64_t)kvh * hd;
     const float *sv = c->v + row0 * kvd + (int64_t)kvh * hd;
 
-    memset(a.out, 0, (size_t)hd * sizeof(float));
-    a.m = -INFINITY;
-    a.l = 0.0f;
+    memset(a.out, 0, (size_t)G * hd * sizeof(float));
+    for (int g = 0; g < G; g++) a.m[g] = -INFINITY, a.l[g] = 0.0f;
     a.n = 0;
 
     /* sinks: i in [0, min(S, t+1)), query rotated at n(t)-1 */
@@ -438,8 +467,11 @@ static void attn_task(void *ctx, int64_t begin, int64_t end, int tid) {
     if (t >= chunk_lo) attn_run(&a, qt, sk + (chunk_lo - start) * kvd, sv + (chunk_lo - start) * kvd, t - chunk_lo + 1, kvd, scale);
     attn_flush(&a);
 
-    float *o = c->att + row * c->q_dim + (int64_t)h * hd, inv = 1.0f / a.l;
-    for (int d = 0; d < hd; d++) o[d] = a.out[d] * inv;
+    for (int g = 0; g < G; g++) {
+      float *o = c->att + row * c->q_dim + (int64_t)(h0 + g) * hd, inv = 1.0f / a.l[g];
+      const float *out = a.out + (int64_t)g * hd;
+      for (int d = 0; d < hd; d++) o[d] = out[d] * inv;
+    }
   }
 }
 
@@ -500,6 +532,16 @@ static int cpu_forward(ss_backend_ctx *c, const ss_forward_item *items, int32_t 
   c->T = T;
   att_work *= (int64_t)c->q_dim * 2;
 
+  /* Attention tasks: one per (token, K/V head), all query heads of the group
+   * against each K/V row read once. Split a group in halves while there are too
+   * few tasks for the threads (batch-1 decode with few K/V heads); per-head
+   * results are the same either way. */
+  int ah = c->attn_heads_max;
+  while (ah > 1 && c->group % ah) ah--;
+  if (att_work >= c->par_min_work)
+    while (ah % 2 == 0 && (int64_t)T * (c->n_heads / ah) < 2 * (int64_t)c->n_threads) ah /= 2;
+  c->attn_heads = ah;
+
   ss_threadpool_run(c->pool, T, grain_for(c, T, (int64_t)T * c->hd * 64), rope_task, c);
 
   for (int l = 0; l < c->n_layers; l++) {
@@ -514,7 +556,7 @@ static int cpu_forward(ss_backend_ctx *c, const ss_forward_item *items, int32_t 
     run_mm(c, &qkv);
 
     ss_threadpool_run(c->pool, T, grain_for(c, T, (int64_t)T * c->kv_dim * 2), krot_task, c);
-    int64_t n_att = (int64_t)T * c->n_heads;
+    int64_t n_att = (int64_t)T * (c->n_heads / c->attn_heads);
     ss_threadpool_run(c->pool, n_att, grain_for(c, n_att, att_work), attn_task, c);
     write_kv(c);
 

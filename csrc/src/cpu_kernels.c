@@ -221,6 +221,123 @@ void ss_attn_pv(float *restrict out, const float *restrict p, const float *const
   }
 }
 
+/* ---- grouped-query attention: G heads against one K/V row stream ---- */
+
+#define GQA_SUB 32 /* keys per sub-block: 32 rows of K (or V) stay in L1 across the head tiles */
+
+#if defined(__AVX512F__)
+/* Head tile width for NC = hd / 16 chunks: q (or the output rows) of HT heads,
+ * the key row and the accumulators fit the 32 zmm registers. */
+#define GQA_HT(NC) ((NC) <= 2 ? 8 : (NC) == 4 ? 4 : 2)
+
+/* HT heads x n keys: each key row loaded once (NC zmm) for the HT heads, whose
+ * q stay in registers; per head and key the FMA chain and hsum16 of scores_nc. */
+static inline __attribute__((always_inline)) void scores_tile(const int NC, const int HT, float *restrict s,
+                                                              int s_stride, const float *restrict q, int hd,
+                                                              const float *restrict k, int64_t n, int stride,
+                                                              float scale) {
+  __m512 qv[8][8];
+  for (int h = 0; h < HT; h++)
+    for (int c = 0; c < NC; c++) qv[h][c] = _mm512_loadu_ps(q + (int64_t)h * hd + 16 * c);
+  for (int64_t j = 0; j < n; j++) {
+    const float *kj = k + j * stride;
+    __m512 kv[8];
+    for (int c = 0; c < NC; c++) kv[c] = _mm512_loadu_ps(kj + 16 * c);
+    for (int h = 0; h < HT; h++) {
+      __m512 acc = _mm512_setzero_ps();
+      for (int c = 0; c < NC; c++) acc = _mm512_fmadd_ps(qv[h][c], kv[c], acc);
+      s[(int64_t)h * s_stride + j] = hsum16(acc) * scale;
+    }
+  }
+}
+
+static inline __attribute__((always_inline)) void scores_grp(const int NC, float *restrict s, int s_stride,
+                                                             const float *restrict q, int G,
+                                                             const float *restrict k, int64_t n, int stride,
+                                                             float scale) {
+  const int HT = GQA_HT(NC), hd = 16 * NC;
+  for (int64_t j0 = 0; j0 < n; j0 += GQA_SUB) {
+    int64_t nj = n - j0 < GQA_SUB ? n - j0 : GQA_SUB;
+    const float *kb = k + j0 * stride;
+    int g = 0;
+    for (; g + HT <= G; g += HT)
+      scores_tile(NC, HT, s + (int64_t)g * s_stride + j0, s_stride, q + (int64_t)g * hd, hd, kb, nj, stride, scale);
+    for (; g < G; g++)
+      scores_tile(NC, 1, s + (int64_t)g * s_stride + j0, s_stride, q + (int64_t)g * hd, hd, kb, nj, stride, scale);
+  }
+}
+
+/* HT heads' output rows in registers; each value row loaded once for them;
+ * per head the FMA sequence of pv_nc (j in order). */
+static inline __attribute__((always_inline)) void pv_tile(const int NC, const int HT, float *restrict out, int hd,
+                                                          const float *restrict p, int p_stride,
+                                                          const float *const *vp, int n) {
+  __m512 o[8][8];
+  for (int h = 0; h < HT; h++)
+    for (int c = 0; c < NC; c++) o[h][c] = _mm512_loadu_ps(out + (int64_t)h * hd + 16 * c);
+  for (int j = 0; j < n; j++) {
+    __m512 v[8];
+    for (int c = 0; c < NC; c++) v[c] = _mm512_loadu_ps(vp[j] + 16 * c);
+    for (int h = 0; h < HT; h++) {
+      __m512 pj = _mm512_set1_ps(p[(int64_t)h * p_stride + j]);
+      for (int c = 0; c < NC; c++) o[h][c] = _mm512_fmadd_ps(pj, v[c], o[h][c]);
+    }
+  }
+  for (int h = 0; h < HT; h++)
+    for (int c = 0; c < NC; c++) _mm512_storeu_ps(out + (int64_t)h * hd + 16 * c, o[h][c]);
+}
+
+static inline __attribute__((always_inline)) void pv_grp(const int NC, float *restrict out, const float *restrict p,
+                                                         int p_stride, int G, const float *const *vp, int n) {
+  const int HT = GQA_HT(NC), hd = 16 * NC;
+  /* the output rows go through memory between sub-blocks: exact, the order of
+   * the FMAs per element is unchanged */
+  for (int j0 = 0; j0 < n; j0 += GQA_SUB) {
+    int nj = n - j0 < GQA_SUB ? n - j0 : GQA_SUB;
+    int g = 0;
+    for (; g + HT <= G; g += HT)
+      pv_tile(NC, HT, out + (int64_t)g * hd, hd, p + (int64_t)g * p_stride + j0, p_stride, vp + j0, nj);
+    for (; g < G; g++) pv_tile(NC, 1, out + (int64_t)g * hd, hd, p + (int64_t)g * p_stride + j0, p_stride, vp + j0, nj);
+  }
+}
+#endif
+
+void ss_attn_scores_g(float *restrict s, int s_stride, const float *restrict q, int G, const float *restrict k,
+                      int64_t n, int stride, int hd, float scale) {
+#if defined(__AVX512F__)
+  switch (hd) {
+  case 16: scores_grp(1, s, s_stride, q, G, k, n, stride, scale); return;
+  case 32: scores_grp(2, s, s_stride, q, G, k, n, stride, scale); return;
+  case 64: scores_grp(4, s, s_stride, q, G, k, n, stride, scale); return;
+  case 128: scores_grp(8, s, s_stride, q, G, k, n, stride, scale); return;
+  default: break;
+  }
+#endif
+  /* one head at a time over a sub-block of keys (still in L1 for the next head) */
+  for (int64_t j0 = 0; j0 < n; j0 += GQA_SUB) {
+    int64_t nj = n - j0 < GQA_SUB ? n - j0 : GQA_SUB;
+    for (int g = 0; g < G; g++)
+      ss_attn_scores(s + (int64_t)g * s_stride + j0, q + (int64_t)g * hd, k + j0 * stride, nj, stride, hd, scale);
+  }
+}
+
+void ss_attn_pv_g(float *restrict out, const float *restrict p, int p_stride, int G, const float *const *vp, int n,
+                  int hd) {
+#if defined(__AVX512F__)
+  switch (hd) {
+  case 16: pv_grp(1, out, p, p_stride, G, vp, n); return;
+  case 32: pv_grp(2, out, p, p_stride, G, vp, n); return;
+  case 64: pv_grp(4, out, p, p_stride, G, vp, n); return;
+  case 128: pv_grp(8, out, p, p_stride, G, vp, n); return;
+  default: break;
+  }
+#endif
+  for (int j0 = 0; j0 < n; j0 += GQA_SUB) {
+    int nj = n - j0 < GQA_SUB ? n - j0 : GQA_SUB;
+    for (int g = 0; g < G; g++) ss_attn_pv(out + (int64_t)g * hd, p + (int64_t)g * p_stride + j0, vp + j0, nj, hd);
+  }
+}
+
 void ss_rmsnorm(float *restrict o, const float *restrict x, const float *restrict w, int n, float eps) {
   float ss = ss_dot(x, x, n);
   float scale = 1.0f / sqrtf(ss / (float)n + eps);

@@ -68,6 +68,17 @@ void ss_attn_scores(float *restrict s, const float *restrict q, const float *res
                     int hd, float scale);
 void ss_attn_pv(float *restrict out, const float *restrict p, const float *const *vp, int n, int hd);
 
+/* The same two kernels for G query heads that share one K/V head (grouped-query
+ * attention): each key / value row is loaded once for all G heads (heads in
+ * register tiles, keys in L1-sized sub-blocks) and every head gets exactly the
+ * arithmetic of the one-head kernels above (bit-identical per head):
+ * s[g * s_stride + j] = ss_dot(q + g * hd, k + j * stride, hd) * scale;
+ * out[g * hd + d] += p[g * p_stride + j] * vp[j][d], j = 0, 1, ..., n-1 in order. */
+void ss_attn_scores_g(float *restrict s, int s_stride, const float *restrict q, int G, const float *restrict k,
+                      int64_t n, int stride, int hd, float scale);
+void ss_attn_pv_g(float *restrict out, const float *restrict p, int p_stride, int G, const float *const *vp, int n,
+                  int hd);
+
 /* o[n] = x[n] * w[n] / sqrt(mean(x^2) + eps) */
 void ss_rmsnorm(float *restrict o, const float *restrict x, const float *restrict w, int n, float eps);
 

@@ -2,7 +2,9 @@
  * closes under stress), the register-blocked matmul and attention kernels
  * against their scalar definitions bit for bit, and thread-count invariance
  * of the engine with the pool forced on for every op (SS_CPU_PAR_MIN_WORK=0)
- * and with the default inline threshold, at head sizes 8, 16 and 64. */
+ * and with the default inline threshold, at head sizes 8, 16 and 64, and
+ * invariance under the number of query heads per GQA attention task
+ * (SS_CPU_ATTN_HEADS; 1 is the one-task-per-head structure). */
 #include <math.h>
 #include <stdatomic.h>
 #include <time.h>
@@ -139,6 +141,54 @@ static void test_attention_bits(void) {
   CHECK(bad_o == 0, "ss_attn_pv == sequential ss_axpy bit for bit (%d head sizes differ)", bad_o);
 }
 
+/* The grouped (GQA) kernels give every head exactly the one-head arithmetic:
+ * group sizes across the register tiles and their remainders, key counts
+ * across the L1 sub-blocks. */
+static void test_attention_group_bits(void) {
+  static const int hds[] = {8, 12, 16, 32, 64, 80, 128};
+  static const int gs[] = {1, 2, 3, 4, 5, 8, 11};
+  static const int ns[] = {1, 31, 33, 128};
+  int bad_s = 0, bad_o = 0, cases = 0;
+  enum { SST = 131 }; /* score row stride */
+  for (size_t hi = 0; hi < sizeof hds / sizeof hds[0]; hi++)
+    for (size_t gi = 0; gi < sizeof gs / sizeof gs[0]; gi++)
+      for (size_t ni = 0; ni < sizeof ns / sizeof ns[0]; ni++) {
+        int hd = hds[hi], G = gs[gi], n = ns[ni], stride = 3 * hd + 5;
+        float *q = malloc((size_t)G * hd * sizeof(float)), *k = malloc((size_t)n * stride * sizeof(float));
+        float *s = malloc((size_t)G * SST * sizeof(float)), *e1 = malloc((size_t)n * sizeof(float));
+        float *o = malloc((size_t)G * hd * sizeof(float)), *o2 = malloc((size_t)G * hd * sizeof(float));
+        const float **vp = malloc((size_t)n * sizeof(float *));
+        for (int i = 0; i < G * hd; i++) q[i] = frand();
+        for (int i = 0; i < n * stride; i++) k[i] = frand();
+        for (int i = 0; i < G * SST; i++) s[i] = 7.0f; /* beyond n: must stay untouched */
+        ss_attn_scores_g(s, SST, q, G, k, n, stride, hd, 0.37f);
+        for (int g = 0; g < G; g++) {
+          ss_attn_scores(e1, q + g * hd, k, n, stride, hd, 0.37f);
+          bad_s += memcmp(e1, s + g * SST, (size_t)n * sizeof(float)) != 0;
+          for (int j = n; j < SST; j++) bad_s += s[g * SST + j] != 7.0f;
+          for (int j = 0; j < n; j++) s[g * SST + j] = fabsf(s[g * SST + j]);
+        }
+        for (int j = 0; j < n; j++) vp[j] = k + (int64_t)((j * 7) % n) * stride + 1;
+        for (int i = 0; i < G * hd; i++) o[i] = o2[i] = frand();
+        ss_attn_pv_g(o, s, SST, G, vp, n, hd);
+        for (int g = 0; g < G; g++)
+          for (int j = 0; j < n; j++) ss_axpy(o2 + g * hd, s[g * SST + j], vp[j], hd);
+        bad_o += memcmp(o, o2, (size_t)G * hd * sizeof(float)) != 0;
+        cases++;
+        free(q);
+        free(k);
+        free(s);
+        free(e1);
+        free(o);
+        free(o2);
+        free(vp);
+      }
+  CHECK(bad_s == 0, "ss_attn_scores_g == ss_attn_scores per head bit for bit (%d mismatches, %d cases)", bad_s,
+        cases);
+  CHECK(bad_o == 0, "ss_attn_pv_g == sequential ss_axpy per head bit for bit (%d cases differ of %d)", bad_o,
+        cases);
+}
+
 /* ---- engine: thread count and inline threshold do not change a bit ---- */
 
 static int run_logits(const tiny_model *t, int n_threads, float *logits) {
@@ -171,10 +221,13 @@ static int run_logits(const tiny_model *t, int n_threads, float *logits) {
 }
 
 static void test_engine_invariance(void) {
-  tiny_cfg cfgs[3] = {tiny_default_cfg(), tiny_default_cfg(), tiny_default_cfg()};
+  enum { NCFG = 4 };
+  tiny_cfg cfgs[NCFG] = {tiny_default_cfg(), tiny_default_cfg(), tiny_default_cfg(), tiny_default_cfg()};
   cfgs[1].dim = 64, cfgs[1].hidden = 96, cfgs[1].head_dim = 16, cfgs[1].n_heads = 4, cfgs[1].n_kv_heads = 2;
   cfgs[2].dim = 128, cfgs[2].hidden = 160, cfgs[2].head_dim = 64, cfgs[2].n_heads = 2, cfgs[2].n_kv_heads = 1;
-  for (int ci = 0; ci < 3; ci++) {
+  /* TinyLlama-like GQA: 8 query heads per K/V head, head_dim 64 */
+  cfgs[3].dim = 128, cfgs[3].hidden = 160, cfgs[3].head_dim = 64, cfgs[3].n_heads = 16, cfgs[3].n_kv_heads = 2;
+  for (int ci = 0; ci < NCFG; ci++) {
     tiny_model t;
     if (tiny_model_init(&t, cfgs[ci]) != 0) {
       CHECK(0, "tiny model %d", ci);
@@ -196,6 +249,22 @@ static void test_engine_invariance(void) {
               thr[ti] ? thr[ti] : "default");
       }
     }
+    /* query heads per attention task (1 = the one-head-per-task structure,
+     * 3 -> the largest divisor of the group not above 3) change no bit */
+    static const char *ahs[3] = {"1", "3", "2"};
+    for (int ai = 0; ai < 3; ai++) {
+      setenv("SS_CPU_ATTN_HEADS", ahs[ai], 1);
+      for (int nt = 1; nt <= 3; nt += 2) {
+        if (nt == 3) setenv("SS_CPU_PAR_MIN_WORK", "0", 1); /* the tasks spread over the threads */
+        else unsetenv("SS_CPU_PAR_MIN_WORK");
+        memset(got, 0, nl * sizeof(float));
+        CHECK(run_logits(&t, nt, got) == 0, "hd %d: %d threads run", t.cfg.head_dim, nt);
+        CHECK(memcmp(ref, got, nl * sizeof(float)) == 0,
+              "hd %d, group %d: %s heads per attention task, %d threads: bit-identical", t.cfg.head_dim,
+              t.cfg.n_heads / t.cfg.n_kv_heads, ahs[ai], nt);
+      }
+    }
+    unsetenv("SS_CPU_ATTN_HEADS");
     unsetenv("SS_CPU_PAR_MIN_WORK");
     free(ref);
     free(got);
@@ -207,6 +276,7 @@ int main(void) {
   test_pool();
   test_matmul_bits();
   test_attention_bits();
+  test_attention_group_bits();
   test_engine_invariance();
   return test_summary("test_parallel");
 }
