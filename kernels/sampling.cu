@@ -65,7 +65,7 @@ __global__ void __launch_bounds__(SMP_THREADS)
   if (p.top_k > 0 && p.top_k < vocab) {
     uint32_t lo = 0u, hi = 0xffffffffu; /* invariant: count(>= lo) >= k */
     while (lo < hi) {
-      uint32_t mid = lo + (hi - lo + 1) / 2;
+      uint32_t mid = lo + (uint32_t)(((uint64_t)hi - lo + 1) / 2); /* 64-bit: hi - lo + 1 can be 2^32 */
       float c = 0.0f;
       for (int i = tid; i < vocab; i += nt) c += smp_key(lg[i]) >= mid ? 1.0f : 0.0f;
       c = smp_block_sum(c, red);
@@ -84,7 +84,7 @@ __global__ void __launch_bounds__(SMP_THREADS)
     const float target = p.top_p * z;
     uint32_t lo = kth, hi = 0xffffffffu;
     while (lo < hi) {
-      uint32_t mid = lo + (hi - lo + 1) / 2;
+      uint32_t mid = lo + (uint32_t)(((uint64_t)hi - lo + 1) / 2); /* 64-bit: hi - lo + 1 can be 2^32 */
       float s = 0.0f;
       for (int i = tid; i < vocab; i += nt)
         if (smp_key(lg[i]) >= mid) s += expf((lg[i] - mx) * invt);

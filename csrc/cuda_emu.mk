@@ -1,0 +1,52 @@
+# cuda_emu.mk — the CUDA backend on the CPU, through the emulator in tests/cuda_emu/ (no GPU,
+# no nvcc): the kernels/*.cu sources, with their <<<>>> launches rewritten, compile with g++
+# against the emulator's headers; backend_cuda.c and the GPU tests compile unchanged.
+#   make cuda-emu-test   -> build/cuda-emu/gpu_test_cuda_vs_cpu + test_cuda_emu, run both
+#   make cuda-emu-asan   -> the same under AddressSanitizer + UndefinedBehaviorSanitizer
+# Variables: EMU_ENV (environment for the runs, e.g. "SSEMU_ORDER=reverse SS_GPU_TEST_STEPS=40").
+
+CXX      ?= g++
+EMU_BUILD ?= $(BUILD)/cuda-emu
+EMU_DIR   := tests/cuda_emu
+EMU_INC   := -I$(EMU_DIR)/include -I../kernels
+EMU_CFLAGS   := $(CFLAGS) -DSS_WITH_CUDA $(EMU_INC) -fno-strict-aliasing
+EMU_CXXFLAGS := $(OPTFLAGS) $(SANFLAGS) -std=c++17 -Wall -Wextra -Wno-unused-parameter -fPIC -pthread \
+                -fno-strict-aliasing -Wno-unknown-pragmas $(EMU_INC)
+EMU_COBJS := $(patsubst src/%.c,$(EMU_BUILD)/obj/%.o,$(SRCS))
+EMU_KOBJS := $(patsubst ../kernels/%.cu,$(EMU_BUILD)/kernels/%.o,$(wildcard ../kernels/*.cu))
+EMU_RT    := $(EMU_BUILD)/obj/emu.o
+EMU_HDRS  := $(wildcard $(EMU_DIR)/include/*.h) $(wildcard ../kernels/*.h ../kernels/*.cuh)
+EMU_ENV   ?=
+
+$(EMU_BUILD)/obj $(EMU_BUILD)/kernels:
+	mkdir -p $@
+
+$(EMU_BUILD)/obj/%.o: src/%.c $(HDRS) $(EMU_HDRS) | $(EMU_BUILD)/obj
+	$(CC) $(EMU_CFLAGS) -c $< -o $@
+
+$(EMU_BUILD)/kernels/%.cc: ../kernels/%.cu $(EMU_DIR)/rewrite_launches.py | $(EMU_BUILD)/kernels
+	python3 $(EMU_DIR)/rewrite_launches.py $< $@
+
+$(EMU_BUILD)/kernels/%.o: $(EMU_BUILD)/kernels/%.cc $(EMU_HDRS)
+	$(CXX) $(EMU_CXXFLAGS) -c $< -o $@
+
+$(EMU_RT): $(EMU_DIR)/emu.cc $(EMU_HDRS) | $(EMU_BUILD)/obj
+	$(CXX) $(EMU_CXXFLAGS) -c $< -o $@
+
+EMU_PROGS := gpu_test_cuda_vs_cpu test_cuda_emu
+$(EMU_BUILD)/gpu_test_cuda_vs_cpu: tests/gpu_test_cuda_vs_cpu.c tests/test_util.h tests/gpu_model.h $(EMU_COBJS) $(EMU_KOBJS) $(EMU_RT)
+	$(CC) $(EMU_CFLAGS) -fvisibility=default -Iinclude -Isrc $< $(EMU_COBJS) $(EMU_KOBJS) $(EMU_RT) -o $@ $(LDLIBS) -lstdc++ -ldl
+$(EMU_BUILD)/test_cuda_emu: $(EMU_DIR)/test_cuda_emu.cc $(EMU_KOBJS) $(EMU_RT) $(EMU_HDRS)
+	$(CXX) $(EMU_CXXFLAGS) -Iinclude -Isrc -Itests $< $(EMU_KOBJS) $(EMU_RT) -o $@ $(LDLIBS)
+
+.PHONY: cuda-emu cuda-emu-test cuda-emu-asan
+cuda-emu: $(addprefix $(EMU_BUILD)/,$(EMU_PROGS))
+
+cuda-emu-test: cuda-emu
+	@set -e; for t in $(EMU_PROGS); do echo "== $(EMU_BUILD)/$$t (CUDA emulator)"; \
+	  env SS_SHARED=$(SHARED) $(EMU_ENV) ./$(EMU_BUILD)/$$t; done
+
+cuda-emu-asan:
+	$(MAKE) --no-print-directory BUILD=$(BUILD)/asan OPTFLAGS="-O1 -g -fno-omit-frame-pointer" \
+	  SANFLAGS="-fsanitize=address,undefined -fno-sanitize-recover=undefined" cuda-emu-test
+.SECONDARY: $(patsubst ../kernels/%.cu,$(EMU_BUILD)/kernels/%.cc,$(wildcard ../kernels/*.cu))
