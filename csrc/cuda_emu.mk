@@ -1,8 +1,10 @@
 # cuda_emu.mk — the CUDA backend on the CPU, through the emulator in tests/cuda_emu/ (no GPU,
 # no nvcc): the kernels/*.cu sources, with their <<<>>> launches rewritten, compile with g++
 # against the emulator's headers; backend_cuda.c and the GPU tests compile unchanged.
-#   make cuda-emu-test   -> build/cuda-emu/gpu_test_cuda_vs_cpu + test_cuda_emu, run both
+#   make cuda-emu        -> build/cuda-emu/{test_cuda_emu,gpu_test_cuda_vs_cpu,gpu_bench_decode}
+#   make cuda-emu-test   -> build them, run test_cuda_emu, test_cuda_backend_errors, gpu_test_cuda_vs_cpu
 #   make cuda-emu-asan   -> the same under AddressSanitizer + UndefinedBehaviorSanitizer
+#   make cuda-emu-ci     -> what CI runs (see the rule)
 # Variables: EMU_ENV (environment for the runs, e.g. "SSEMU_ORDER=reverse SS_GPU_TEST_STEPS=40").
 
 CXX      ?= g++
@@ -33,18 +35,28 @@ $(EMU_BUILD)/kernels/%.o: $(EMU_BUILD)/kernels/%.cc $(EMU_HDRS)
 $(EMU_RT): $(EMU_DIR)/emu.cc $(EMU_HDRS) | $(EMU_BUILD)/obj
 	$(CXX) $(EMU_CXXFLAGS) -c $< -o $@
 
-EMU_PROGS := gpu_test_cuda_vs_cpu test_cuda_emu
-$(EMU_BUILD)/gpu_test_cuda_vs_cpu: tests/gpu_test_cuda_vs_cpu.c tests/test_util.h tests/gpu_model.h $(EMU_COBJS) $(EMU_KOBJS) $(EMU_RT)
+EMU_PROGS := test_cuda_emu test_cuda_backend_errors gpu_test_cuda_vs_cpu
+$(EMU_BUILD)/gpu_%: tests/gpu_%.c tests/test_util.h tests/gpu_model.h $(EMU_COBJS) $(EMU_KOBJS) $(EMU_RT)
 	$(CC) $(EMU_CFLAGS) -fvisibility=default -Iinclude -Isrc $< $(EMU_COBJS) $(EMU_KOBJS) $(EMU_RT) -o $@ $(LDLIBS) -lstdc++ -ldl
+$(EMU_BUILD)/test_cuda_backend_errors: $(EMU_DIR)/test_cuda_backend_errors.c tests/test_util.h tests/gpu_model.h $(EMU_COBJS) $(EMU_KOBJS) $(EMU_RT)
+	$(CC) $(EMU_CFLAGS) -fvisibility=default -Iinclude -Isrc -Itests $< $(EMU_COBJS) $(EMU_KOBJS) $(EMU_RT) -o $@ $(LDLIBS) -lstdc++ -ldl
 $(EMU_BUILD)/test_cuda_emu: $(EMU_DIR)/test_cuda_emu.cc $(EMU_KOBJS) $(EMU_RT) $(EMU_HDRS)
 	$(CXX) $(EMU_CXXFLAGS) -Iinclude -Isrc -Itests $< $(EMU_KOBJS) $(EMU_RT) -o $@ $(LDLIBS)
 
-.PHONY: cuda-emu cuda-emu-test cuda-emu-asan
-cuda-emu: $(addprefix $(EMU_BUILD)/,$(EMU_PROGS))
+.PHONY: cuda-emu cuda-emu-test cuda-emu-asan cuda-emu-ci
+cuda-emu: $(addprefix $(EMU_BUILD)/,$(EMU_PROGS) gpu_bench_decode)
 
 cuda-emu-test: cuda-emu
 	@set -e; for t in $(EMU_PROGS); do echo "== $(EMU_BUILD)/$$t (CUDA emulator)"; \
 	  env SS_SHARED=$(SHARED) $(EMU_ENV) ./$(EMU_BUILD)/$$t; done
+
+# What CI runs (deno task test): every pass and batch with blocks and threads in reverse order
+# (a missing barrier changes results), then one batch-8 pass under ASan + UBSan (out-of-bounds
+# kernel accesses, misaligned vector loads).
+cuda-emu-ci:
+	$(MAKE) --no-print-directory cuda-emu-test EMU_ENV="SSEMU_ORDER=reverse SS_GPU_TEST_STEPS=24"
+	$(MAKE) --no-print-directory cuda-emu-asan \
+	  EMU_ENV="SS_GPU_TEST_STEPS=2 SS_GPU_TEST_PASSES=fp16-own-kernels SS_GPU_TEST_BATCHES=8"
 
 cuda-emu-asan:
 	$(MAKE) --no-print-directory BUILD=$(BUILD)/asan OPTFLAGS="-O1 -g -fno-omit-frame-pointer" \

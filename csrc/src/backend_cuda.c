@@ -876,12 +876,12 @@ int ss_cuda_sample_host(int device, const float *logits, int32_t rows, int32_t v
   return rc;
 }
 
-int ss_cuda_copy_bandwidth(int device, double *bytes_per_s) {
+int ss_cuda_copy_bandwidth(int device, size_t bytes, double *bytes_per_s) {
   *bytes_per_s = 0.0;
+  if (bytes < ((size_t)1 << 20)) bytes = (size_t)1 << 20;
   if (ss_cuda_device_count() <= device || device < 0)
     return ss_fail(SS_ERR_UNSUPPORTED, "ss_cuda_copy_bandwidth: no CUDA device %d", device);
   CU(cudaSetDevice(device));
-  size_t bytes = (size_t)1 << 30;
   void *a = NULL, *b = NULL;
   RC(dmalloc(&a, bytes, "the bandwidth probe"));
   int rc = dmalloc(&b, bytes, "the bandwidth probe");

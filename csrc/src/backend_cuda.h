@@ -33,6 +33,6 @@ int ss_cuda_sample_host(int device, const float *logits, int32_t rows, int32_t v
 
 /* Measured device-to-device copy bandwidth in bytes/s (read + write counted), for the roofline
  * of the decode benchmark. */
-int ss_cuda_copy_bandwidth(int device, double *bytes_per_s);
+int ss_cuda_copy_bandwidth(int device, size_t bytes, double *bytes_per_s);
 
 #endif

@@ -9,7 +9,11 @@
  * ("1,8,32"), the first B sequences decode SS_BENCH_STEPS steps through ss_engine_step (greedy,
  * logits copied to the host and sampled there, as a server would), after 3 warm-up steps.
  *
- * Prints machine-readable lines:
+ * SS_BENCH_SHAPE=tiny swaps the 7B shape for a small Llama shape (dim 128, 2 layers, vocab
+ * 512) and SS_BENCH_BW_MIB sizes the copy-bandwidth probe (default 1024 MiB): used by the CUDA
+ * emulator rehearsal of tests/gpu/check.sh (SS_CHECK_EMULATOR=1).
+ *
+ * Prints machine-readable lines (values without spaces, except the quoted gemm path):
  *   BENCH ours batch=B tok_s=X step_ms=Y
  *   BENCH roofline weight_bytes=W copy_bw=BW tok_s=R  (R = BW / W: weights read once per step)
  *   BENCH info gemm="..." prefill_tok_s=P
@@ -64,7 +68,18 @@ int main(void) {
   if (max_b <= 0 || max_b > 256) DIE("bad SS_BENCH_BATCHES '%s'", bl);
 
   double t0 = now_s();
+  const char *shape = getenv("SS_BENCH_SHAPE");
+  const int tiny = shape && strcmp(shape, "tiny") == 0;
   ss_model_info info = gpu_info_llama2_7b();
+  if (tiny) {
+    info.dim = 128;
+    info.hidden_dim = 352;
+    info.n_layers = 2;
+    info.n_heads = 4;
+    info.n_kv_heads = 2;
+    info.head_dim = 32;
+    info.vocab_size = 512;
+  }
   info.max_seq_len = sinks + window;
   ss_model *m = NULL;
   if (gpu_model_random(&info, 2024, 0.02f, 1, &m)) DIE("model: %s", ss_last_error());
@@ -74,8 +89,8 @@ int main(void) {
   ep.max_batch_tokens = 4096;
   ss_engine *e = NULL;
   if (ss_engine_create(m, &ep, &e)) DIE("engine: %s", ss_last_error());
-  printf("BENCH info model=llama2-7b-shape(fp16 random) setup_s=%.1f gemm=\"%s\"\n", now_s() - t0,
-         ss_cuda_gemm_path());
+  printf("BENCH info model=%s setup_s=%.1f gemm=\"%s\"\n", tiny ? "tiny-llama-fp16-random" : "llama2-7b-shape-fp16-random",
+         now_s() - t0, ss_cuda_gemm_path());
   fflush(stdout);
 
   int32_t *ids = malloc(sizeof(int32_t) * (size_t)max_b);
@@ -101,7 +116,7 @@ int main(void) {
       for (int k = 0; k < nb; k++) {
         it_ids[k] = ids[b + k];
         it_n[k] = n;
-        for (int j = 0; j < n; j++) toks[k * n + j] = (int32_t)(3 + gm_next(&rs) % 31000);
+        for (int j = 0; j < n; j++) toks[k * n + j] = (int32_t)(3 + gm_next(&rs) % (uint64_t)(info.vocab_size - 3));
       }
       if (ss_engine_step(e, nb, it_ids, it_n, toks, flags, NULL, NULL, NULL, NULL))
         DIE("prefill: %s", ss_last_error());
@@ -143,7 +158,8 @@ int main(void) {
                                              3.0 * info.hidden_dim * info.dim) +
                    (double)info.vocab_size * info.dim;
   double wbytes = 2.0 * w_elems, bw = 0.0;
-  if (ss_cuda_copy_bandwidth(0, &bw)) DIE("bandwidth: %s", ss_last_error());
+  size_t bw_bytes = (size_t)env_int("SS_BENCH_BW_MIB", 1024) << 20;
+  if (ss_cuda_copy_bandwidth(0, bw_bytes, &bw)) DIE("bandwidth: %s", ss_last_error());
   double kv_bytes = 2.0 * 2.0 * info.n_layers * (double)info.n_kv_heads * info.head_dim * (sinks + window);
   printf("BENCH roofline weight_bytes=%.0f copy_bw=%.0f tok_s=%.2f kv_bytes_per_seq_step=%.0f\n", wbytes, bw,
          bw / wbytes, kv_bytes);

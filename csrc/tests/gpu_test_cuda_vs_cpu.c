@@ -18,6 +18,8 @@
  *     emulation shows such flips even for the trained model in fp16);
  *   - cache statistics and cached stream indices equal.
  * Passes: fp16 with cuBLAS (when loadable), fp16 with the own kernels only, bf16.
+ * Env: SS_GPU_TEST_STEPS (decode steps, default 400), SS_GPU_TEST_PASSES / SS_GPU_TEST_BATCHES
+ * (comma lists selecting passes by name and batch sizes; default all).
  * Plus device sampling (kernels/sampling.cu) against host-computed allowed sets.
  * Without a usable GPU it prints SKIP and checks only that the CUDA backend reports itself
  * unavailable (SS_ERR_UNSUPPORTED), then exits 0. */
@@ -93,6 +95,22 @@ static int decode_steps(void) {
   const char *s = getenv("SS_GPU_TEST_STEPS");
   int n = s ? atoi(s) : 400;
   return n > 0 ? n : 400;
+}
+
+/* Is `name` in the comma-separated list $env (unset or empty: everything is)? The CUDA emulator's
+ * sanitizer run selects one pass and batch size with SS_GPU_TEST_PASSES / SS_GPU_TEST_BATCHES. */
+static int listed(const char *env, const char *name) {
+  const char *l = getenv(env);
+  if (!l || !*l) return 1;
+  size_t n = strlen(name);
+  for (const char *p = l; *p;) {
+    const char *c = strchr(p, ',');
+    size_t len = c ? (size_t)(c - p) : strlen(p);
+    if (len == n && strncmp(p, name, n) == 0) return 1;
+    if (!c) break;
+    p = c + 1;
+  }
+  return 0;
 }
 
 /* One scenario on a fresh pair of sequences sets. */
@@ -308,6 +326,7 @@ int main(void) {
     double tol;
   } passes[3] = {{"fp16", "fp16", "auto", tol16}, {"fp16-own-kernels", "fp16", "own", tol16}, {"bf16", "bf16", "auto", tolbf}};
   for (int p = 0; p < 3 && cpu; p++) {
+    if (!listed("SS_GPU_TEST_PASSES", passes[p].name)) continue;
     setenv("SS_CUDA_DTYPE", passes[p].dtype, 1);
     setenv("SS_CUDA_GEMM", passes[p].gemm, 1);
     ss_engine_params gp = cp;
@@ -320,6 +339,9 @@ int main(void) {
     fflush(stdout);
     int batches[2] = {1, 8};
     for (int bi = 0; bi < 2; bi++) {
+      char bname[8];
+      snprintf(bname, sizeof bname, "%d", batches[bi]);
+      if (!listed("SS_GPU_TEST_BATCHES", bname)) continue;
       pass_stats ps = {0};
       char tag[96];
       snprintf(tag, sizeof tag, "%s batch %d", passes[p].name, batches[bi]);

@@ -14,7 +14,10 @@
 # Usage: bash tests/gpu/check.sh      (from anywhere; exit status != 0 when a check fails)
 # Output: the full log and the table go to $OUT/gpu_check.log and $OUT/gpu_table.md when OUT is
 #      set (the device tool collects $OUT), else to csrc/build/gpu_check/.
-# Env: CUDA_ARCHS (default: the visible GPU's compute capability), SS_SHARED (test material
+# Rehearsal without a GPU: SS_CHECK_EMULATOR=1 runs the same stages through the CUDA emulator
+# (csrc/tests/cuda_emu) at small sizes (tests/gpu/check_script.test.ts does, in CI).
+# Env: PYTHON (the interpreter with torch, default python3),
+#      CUDA_ARCHS (default: the visible GPU's compute capability), SS_SHARED (test material
 #      folder; default ../shared, then ./shared), SS_BENCH_STEPS (timed decode steps, default 32),
 #      SKIP_TORCH=1 (no baseline), CHECK_BUDGET_S.
 set -uo pipefail
@@ -62,30 +65,62 @@ stage() {
   return $rc
 }
 
-echo "== device [$(date -u +%FT%TZ)]"
-if ! command -v nvidia-smi >/dev/null 2>&1 || ! timeout 30 nvidia-smi -L >/dev/null 2>&1; then
-  echo "SKIP: tests/gpu/check.sh: no NVIDIA GPU visible (nvidia-smi); nothing to check here"
-  exit 0
-fi
-timeout 30 nvidia-smi --query-gpu=name,memory.total,memory.used,driver_version --format=csv,noheader
-timeout 30 nvidia-smi | grep -m1 "CUDA Version" || true
-NVCC=${NVCC:-$(command -v nvcc || echo /usr/local/cuda/bin/nvcc)}
-"$NVCC" --version | tail -n 2
-python3 -c 'import torch; print("torch", torch.__version__, "cuda", torch.version.cuda)' 2>/dev/null || echo "torch: not importable"
-
-if [ -z "${CUDA_ARCHS:-}" ]; then
-  cc=$(timeout 30 nvidia-smi --query-gpu=compute_cap --format=csv,noheader 2>/dev/null | head -n1 | tr -d ' .')
-  case "$cc" in
-    [0-9][0-9] | [0-9][0-9][0-9]) CUDA_ARCHS=$cc ;;
-    *) CUDA_ARCHS="80 90" ;;
-  esac
-fi
 JOBS=$(nproc 2>/dev/null || echo 4)
+echo "== device [$(date -u +%FT%TZ)]"
+EMULATE=${SS_CHECK_EMULATOR:-0}
+BIN=build/cuda
+BENCH_ENV=()
+BENCH_LABEL="Llama-2-7B shape"
+PYTHON=${PYTHON:-python3}
+TORCH_SKIPPED="SKIP_TORCH=1"
+TORCH_ARGS=(--batches 1,8,32)
+if [ "$EMULATE" = 1 ]; then
+  # rehearsal on a machine without a GPU: the same stages through the CUDA emulator
+  # (csrc/tests/cuda_emu), at small sizes; it checks this script, the programs and the table, and
+  # the numbers it prints are CPU timings of an emulator, not GPU results
+  DEVICE_NAME="CUDA emulator rehearsal on the CPU (SS_CHECK_EMULATOR=1; timings are not GPU numbers)"
+  echo "$DEVICE_NAME"
+  BIN=build/cuda-emu
+  BUILD_CMD='make -C csrc -j"$1" cuda-emu >"$4" 2>&1'
+  export SS_GPU_TEST_STEPS=${SS_GPU_TEST_STEPS:-6}
+  SS_BENCH_STEPS=${SS_BENCH_STEPS:-2}
+  BENCH_ENV=(SS_BENCH_SHAPE=tiny SS_BENCH_WINDOW=60 SS_BENCH_PREFILL=130 SS_BENCH_BW_MIB=16)
+  TORCH_ARGS+=(--device cpu --dtype float32 --layers 2 --dim 128 --hidden 352 --heads 4 --vocab 512 --window 60
+    --steps 2 --warmup 1)
+  BENCH_LABEL="tiny Llama shape, emulated"
+  if [ "${SKIP_TORCH:-0}" != 1 ] && ! timeout 60 "$PYTHON" -c 'import torch' >/dev/null 2>&1; then
+    echo "torch: not importable by $PYTHON; the PyTorch stage is skipped"
+    SKIP_TORCH=1
+    TORCH_SKIPPED="torch not importable by $PYTHON"
+  fi
+  CUDA_ARCHS=emulated
+  NVCC=nvcc
+else
+  if ! command -v nvidia-smi >/dev/null 2>&1 || ! timeout 30 nvidia-smi -L >/dev/null 2>&1; then
+    echo "SKIP: tests/gpu/check.sh: no NVIDIA GPU visible (nvidia-smi); nothing to check here"
+    echo "      (SS_CHECK_EMULATOR=1 rehearses it on the CPU through the CUDA emulator)"
+    exit 0
+  fi
+  DEVICE_NAME=$(timeout 30 nvidia-smi --query-gpu=name,driver_version --format=csv,noheader | head -n1)
+  timeout 30 nvidia-smi --query-gpu=name,memory.total,memory.used,driver_version --format=csv,noheader
+  timeout 30 nvidia-smi | grep -m1 "CUDA Version" || true
+  NVCC=${NVCC:-$(command -v nvcc || echo /usr/local/cuda/bin/nvcc)}
+  "$NVCC" --version | tail -n 2
+  "$PYTHON" -c 'import torch; print("torch", torch.__version__, "cuda", torch.version.cuda)' 2>/dev/null ||
+    echo "torch: not importable"
+  if [ -z "${CUDA_ARCHS:-}" ]; then
+    cc=$(timeout 30 nvidia-smi --query-gpu=compute_cap --format=csv,noheader 2>/dev/null | head -n1 | tr -d ' .')
+    case "$cc" in
+      [0-9][0-9] | [0-9][0-9][0-9]) CUDA_ARCHS=$cc ;;
+      *) CUDA_ARCHS="80 90" ;;
+    esac
+  fi
+  BUILD_CMD='make -C csrc -j"$1" NVCC="$2" CUDA_ARCHS="$3" cuda cuda-test >"$4" 2>&1'
+fi
 
 # 1. build (about 10 s of nvcc on 2 cores here; -j on the GPU machine's cores)
 if ! stage "build (CUDA_ARCHS=$CUDA_ARCHS)" 240 /dev/null \
-  bash -c 'make -C csrc -j"$1" NVCC="$2" CUDA_ARCHS="$3" cuda cuda-test >"$4" 2>&1' _ "$JOBS" "$NVCC" "$CUDA_ARCHS" \
-  "$WORK/build.log"; then
+  bash -c "$BUILD_CMD" _ "$JOBS" "$NVCC" "$CUDA_ARCHS" "$WORK/build.log"; then
   tail -n 60 "$WORK/build.log"
   cp "$WORK/build.log" "$LOGDIR/gpu_build.log" 2>/dev/null
   { echo "# GPU check $(date -u +%F)"; echo; echo "| stage | result |"; echo "| --- | --- |";
@@ -93,11 +128,11 @@ if ! stage "build (CUDA_ARCHS=$CUDA_ARCHS)" 240 /dev/null \
   echo "FAIL: build; see $LOGDIR/gpu_build.log"
   exit 1
 fi
-echo "built csrc/build/libsinkstream.so (with CUDA) and csrc/build/cuda/{gpu_test_cuda_vs_cpu,gpu_bench_decode}"
+echo "built csrc/$BIN/{gpu_test_cuda_vs_cpu,gpu_bench_decode}"
 
 # cuBLAS: the backend dlopens libcublas.so.<runtime major> (then .13/.12/.11): find one for it
 # when the loader cannot (CUDA 13 pip wheels keep it in site-packages/nvidia/cu13/lib)
-if [ -z "${SS_CUBLAS_PATH:-}" ] && ! ldconfig -p 2>/dev/null | grep -q 'libcublas\.so\.'; then
+if [ "$EMULATE" != 1 ] && [ -z "${SS_CUBLAS_PATH:-}" ] && ! ldconfig -p 2>/dev/null | grep -q 'libcublas\.so\.'; then
   major=$("$NVCC" --version | sed -n 's/.*release \([0-9]*\)\..*/\1/p' | head -n1)
   cand=""
   for d in "${CUDA_HOME:-/usr/local/cuda}/lib64" /usr/local/cuda/lib64 /usr/local/cuda/targets/x86_64-linux/lib; do
@@ -128,7 +163,7 @@ fi
 # 2. correctness
 export SS_SHARED=${SS_SHARED:-$ROOT/../shared}
 [ -f "$SS_SHARED/models/stories260K/stories260K.bin" ] || { [ -d "$ROOT/shared" ] && SS_SHARED=$ROOT/shared; }
-stage "correctness: CUDA vs CPU" 150 "$WORK/test.txt" bash -c 'cd csrc && ./build/cuda/gpu_test_cuda_vs_cpu' || fail=1
+stage "correctness: CUDA vs CPU" 150 "$WORK/test.txt" bash -c "cd csrc && ./$BIN/gpu_test_cuda_vs_cpu" || fail=1
 if grep -q '^SKIP' "$WORK/test.txt"; then
   echo "FAIL: nvidia-smi sees a GPU but the CUDA backend does not (see the SKIP line: driver/runtime mismatch?)"
   RESULTS+=("| CUDA backend sees the GPU | FAIL |")
@@ -136,8 +171,8 @@ if grep -q '^SKIP' "$WORK/test.txt"; then
 fi
 
 # 3a. our benchmark (its process exits before PyTorch starts: both never hold GPU memory at once)
-stage "benchmark: ours (Llama-2-7B shape)" 200 "$WORK/ours.txt" \
-  bash -c "cd csrc && SS_BENCH_STEPS=${SS_BENCH_STEPS:-32} ./build/cuda/gpu_bench_decode" || fail=1
+stage "benchmark: ours ($BENCH_LABEL)" 200 "$WORK/ours.txt" \
+  env "${BENCH_ENV[@]}" SS_BENCH_STEPS="${SS_BENCH_STEPS:-32}" bash -c "cd csrc && ./$BIN/gpu_bench_decode" || fail=1
 if ! grep -q '^BENCH ours ' "$WORK/ours.txt"; then
   RESULTS+=("| benchmark: ours produced decode numbers | FAIL |")
   fail=1
@@ -147,20 +182,25 @@ fi
 : >"$WORK/torch.txt"
 if [ "${SKIP_TORCH:-0}" != 1 ]; then
   stage "benchmark: PyTorch eager StreamingLLM" 150 "$WORK/torch.txt" \
-    python3 tests/gpu/torch_streaming_baseline.py --batches 1,8,32 ||
+    "$PYTHON" tests/gpu/torch_streaming_baseline.py "${TORCH_ARGS[@]}" ||
     echo "WARN: PyTorch baseline failed or was cut short (table shows n/a where missing)"
+else
+  RESULTS+=("| benchmark: PyTorch eager StreamingLLM | SKIPPED ($TORCH_SKIPPED) |")
 fi
 
 echo "== summary [$(elapsed)]"
 timeout 60 python3 - "$WORK/ours.txt" "$WORK/torch.txt" "$WORK/test.txt" >"$WORK/summary.md" <<'EOF'
-import sys
+import shlex, sys
 def parse(path):
     d = {}
     try:
         for line in open(path):
             if not line.startswith("BENCH "):
                 continue
-            parts = line.split()
+            try:
+                parts = shlex.split(line)  # gemm="..." holds spaces
+            except ValueError:
+                parts = line.split()
             kv = dict(p.split("=", 1) for p in parts[2:] if "=" in p)
             d.setdefault(parts[1], []).append(kv)
     except FileNotFoundError:
@@ -170,7 +210,11 @@ ours, torch = parse(sys.argv[1]), parse(sys.argv[2])
 o = {int(r["batch"]): float(r["tok_s"]) for r in ours.get("ours", []) if "batch" in r and "tok_s" in r}
 t = {int(r["batch"]): float(r["tok_s"]) for r in torch.get("torch", []) if "batch" in r and "tok_s" in r}
 roof = (ours.get("roofline") or [{}])[0]
-print("Decode, Llama-2-7B shape (fp16 random weights), 4 sinks + 2044 window, stream positions past 4096:")
+info = {k: v for r in ours.get("info", []) for k, v in r.items()}
+if info.get("model", "").startswith("tiny"):
+    print("Decode, tiny Llama shape through the CUDA emulator (a rehearsal: CPU timings, not GPU numbers):")
+else:
+    print("Decode, Llama-2-7B shape (fp16 random weights), 4 sinks + 2044 window, stream positions past 4096:")
 print()
 print("| batch | ours tok/s | PyTorch tok/s | ratio |")
 print("| ---: | ---: | ---: | ---: |")
@@ -205,7 +249,7 @@ except FileNotFoundError:
     pass
 EOF
 {
-  echo "# GPU check $(date -u +%F) — $(timeout 30 nvidia-smi --query-gpu=name,driver_version --format=csv,noheader | head -n1)"
+  echo "# GPU check $(date -u +%F) — $DEVICE_NAME"
   echo
   echo "| stage | result |"
   echo "| --- | --- |"

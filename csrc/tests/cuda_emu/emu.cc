@@ -41,6 +41,7 @@
 #include "cuda_runtime.h"
 
 #if defined(__SANITIZE_ADDRESS__)
+#include <sanitizer/asan_interface.h>
 #include <sanitizer/common_interface_defs.h>
 #define SSEMU_ASAN 1
 #else
@@ -637,6 +638,12 @@ void start_fiber(fiber &f, int index) {
   *--sp = 0;                       /* fiber_main's return address slot: never used */
   *--sp = (uintptr_t)&fiber_main; /* popped by ssemu_ctx_switch's ret */
   for (int i = 0; i < 6; i++) *--sp = 0; /* rbp rbx r12 r13 r14 r15 */
+#if SSEMU_ASAN
+  /* frames that never returned (fiber_main's, an aborted block's) leave their redzones behind;
+   * kernel frames stay well inside the top 64 KiB (clearing all 256 KiB per thread start made a
+   * sanitizer run 10x slower) */
+  __asan_unpoison_memory_region((void *)(top - ((size_t)64 << 10)), (size_t)64 << 10);
+#endif
   f.sp = sp;
   f.state = F_RUN;
   f.shfl_seq = 0;
@@ -813,10 +820,30 @@ static void run_kernel(const std::string &name, const ssemu::launch_cfg &c, cons
   }
 }
 
+/* Fault injection (emulator only): the launch after `after` more launches fails with `err`:
+ * cudaErrorLaunchFailure as a device fault (sticky), anything else as a launch error (it also
+ * invalidates a capture in progress, as CUDA does). */
+static long long inject_after = -1;
+static cudaError_t inject_error = cudaSuccess;
+extern "C" void ssemu_inject_launch_error(int after, int err) {
+  LOCK();
+  inject_after = after;
+  inject_error = (cudaError_t)err;
+}
+
 void ssemu::submit(const char *name, const launch_cfg &c, std::function<void()> body, int bad_arg) {
   LOCK();
   if (sticky_error != cudaSuccess) {
     fail(sticky_error);
+    return;
+  }
+  if (inject_after >= 0 && inject_after-- == 0) {
+    if (inject_error == cudaErrorLaunchFailure) {
+      fault(std::string("kernel ") + name + ": injected device fault");
+    } else {
+      if (CUstream_st *cs = capturing_stream()) cs->capture = cudaStreamCaptureStatusInvalidated;
+      fail(inject_error);
+    }
     return;
   }
   const dim3 g = c.grid, b = c.block;

@@ -20,7 +20,7 @@
 #include "ss_kernels.h"
 #include "test_util.h"
 
-extern "C" void ssemu_reset(void);
+
 
 /* ---- conversions ------------------------------------------------------------------------- */
 

@@ -133,6 +133,10 @@ typedef struct ssemu_stats {
   unsigned long long kernels_run, graph_launches, graph_ops_replayed, bytes_allocated_peak;
 } ssemu_stats;
 void ssemu_get_stats(ssemu_stats *out);
+/* Emulator only: clear a device fault; make the launch after `after` more launches fail with `err`
+ * (cudaErrorLaunchFailure: a sticky device fault; other codes: a launch error). */
+void ssemu_reset(void);
+void ssemu_inject_launch_error(int after, int err);
 
 #ifdef __cplusplus
 }
