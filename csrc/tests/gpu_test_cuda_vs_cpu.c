@@ -17,7 +17,8 @@
  *     (CPU top-2 margin <= 2 * max |cuda - cpu| of the row: a near tie; counted, not failed; the
  *     emulation shows such flips even for the trained model in fp16);
  *   - cache statistics and cached stream indices equal.
- * Passes: fp16 with cuBLAS (when loadable), fp16 with the own kernels only, bf16.
+ * Passes: fp16 with cuBLAS (when loadable), fp16 with the own kernels only, bf16; then fp16 on
+ * synthetic models with head_dim 64 and 128 (GQA), the attention kernel's other lane layouts.
  * Env: SS_GPU_TEST_STEPS (decode steps, default 400), SS_GPU_TEST_PASSES / SS_GPU_TEST_BATCHES
  * (comma lists selecting passes by name and batch sizes; default all).
  * Plus device sampling (kernels/sampling.cu) against host-computed allowed sets.
@@ -270,6 +271,76 @@ done:
   free(lg);
 }
 
+/* One pass: a CUDA engine with the given element type and matmul path against `cpu`, batch 1 and
+ * 8 (as selected by SS_GPU_TEST_PASSES / SS_GPU_TEST_BATCHES). */
+static void run_pass(const ss_model *m, ss_engine *cpu, const char *name, const char *dtype, const char *gemm,
+                     double tol) {
+  if (!listed("SS_GPU_TEST_PASSES", name)) return;
+  setenv("SS_CUDA_DTYPE", dtype, 1);
+  setenv("SS_CUDA_GEMM", gemm, 1);
+  ss_engine_params gp = ss_engine_default_params();
+  gp.max_batch_tokens = 1024;
+  gp.backend = SS_BACKEND_CUDA;
+  ss_engine *gpu = NULL;
+  int rc = ss_engine_create(m, &gp, &gpu);
+  CHECK(rc == 0, "cuda engine (%s): %s", name, ss_last_error());
+  if (rc) return;
+  printf("pass %s: matmuls: %s\n", name, ss_cuda_gemm_path());
+  fflush(stdout);
+  int batches[2] = {1, 8};
+  for (int bi = 0; bi < 2; bi++) {
+    char bname[8];
+    snprintf(bname, sizeof bname, "%d", batches[bi]);
+    if (!listed("SS_GPU_TEST_BATCHES", bname)) continue;
+    pass_stats ps = {0};
+    char tag[96];
+    snprintf(tag, sizeof tag, "%s batch %d", name, batches[bi]);
+    int f0 = ss_test_failures;
+    run_scenario(cpu, gpu, batches[bi], m->info.vocab_size, tol, &ps, tag);
+    printf("  %-28s %s: decode steps %d, logits rel error max %.3g mean %.3g (tol %.g, %d rows over), token "
+           "mismatches %d, near ties %d\n",
+           tag, ss_test_failures == f0 ? "ok" : "FAILED", ps.steps, ps.max_rel, ps.n_rel ? ps.sum_rel / ps.n_rel : 0.0,
+           tol, ps.logit_fail, ps.token_mismatch, ps.near_ties);
+    fflush(stdout);
+  }
+  if (ss_cuda_graph_note()[0]) printf("  note: %s\n", ss_cuda_graph_note());
+  ss_engine_free(gpu);
+  unsetenv("SS_CUDA_DTYPE");
+  unsetenv("SS_CUDA_GEMM");
+}
+
+/* stories260K has head_dim 8 (one lane per key in the attention kernel); the supported models use
+ * 64 and 128, which take other lane layouts (8 and 16 lanes per key): synthetic models of those
+ * head sizes, with grouped-query attention, in fp16 (tolerance of the synthetic model). */
+static void run_shape_passes(void) {
+  struct {
+    const char *name;
+    int dim, n_heads, n_kv_heads, head_dim, hidden;
+  } shapes[2] = {{"fp16-hd64-gqa4", 256, 8, 2, 64, 512}, {"fp16-hd128-gqa2", 256, 4, 2, 128, 512}};
+  for (int i = 0; i < 2; i++) {
+    if (!listed("SS_GPU_TEST_PASSES", shapes[i].name)) continue;
+    ss_model_info info = gpu_info_stories260k();
+    info.dim = shapes[i].dim;
+    info.n_heads = shapes[i].n_heads;
+    info.n_kv_heads = shapes[i].n_kv_heads;
+    info.head_dim = shapes[i].head_dim;
+    info.hidden_dim = shapes[i].hidden;
+    info.n_layers = 2;
+    ss_model *m = NULL;
+    int rc = gpu_model_random(&info, 17 + (uint64_t)i, 0.15f, 0, &m);
+    CHECK(rc == 0, "synthetic %s model: %s", shapes[i].name, ss_last_error());
+    if (rc) continue;
+    ss_engine_params cp = ss_engine_default_params();
+    cp.max_batch_tokens = 1024;
+    ss_engine *cpu = NULL;
+    rc = ss_engine_create(m, &cp, &cpu);
+    CHECK(rc == 0, "cpu engine: %s", ss_last_error());
+    if (!rc) run_pass(m, cpu, shapes[i].name, "fp16", "auto", 2e-2);
+    ss_engine_free(cpu);
+    ss_model_free(m);
+  }
+}
+
 int main(void) {
   int avail = ss_backend_available(SS_BACKEND_CUDA);
   if (!avail) {
@@ -312,7 +383,6 @@ int main(void) {
     if (rc) return test_summary("gpu_test_cuda_vs_cpu");
     printf("model: synthetic stories260K-shaped (random weights; no stories260K.bin found)\n");
   }
-  int vocab = m->info.vocab_size;
 
   ss_engine_params cp = ss_engine_default_params();
   cp.max_batch_tokens = 1024;
@@ -325,37 +395,8 @@ int main(void) {
     const char *name, *dtype, *gemm;
     double tol;
   } passes[3] = {{"fp16", "fp16", "auto", tol16}, {"fp16-own-kernels", "fp16", "own", tol16}, {"bf16", "bf16", "auto", tolbf}};
-  for (int p = 0; p < 3 && cpu; p++) {
-    if (!listed("SS_GPU_TEST_PASSES", passes[p].name)) continue;
-    setenv("SS_CUDA_DTYPE", passes[p].dtype, 1);
-    setenv("SS_CUDA_GEMM", passes[p].gemm, 1);
-    ss_engine_params gp = cp;
-    gp.backend = SS_BACKEND_CUDA;
-    ss_engine *gpu = NULL;
-    int rc = ss_engine_create(m, &gp, &gpu);
-    CHECK(rc == 0, "cuda engine (%s): %s", passes[p].name, ss_last_error());
-    if (rc) continue;
-    printf("pass %s: matmuls: %s\n", passes[p].name, ss_cuda_gemm_path());
-    fflush(stdout);
-    int batches[2] = {1, 8};
-    for (int bi = 0; bi < 2; bi++) {
-      char bname[8];
-      snprintf(bname, sizeof bname, "%d", batches[bi]);
-      if (!listed("SS_GPU_TEST_BATCHES", bname)) continue;
-      pass_stats ps = {0};
-      char tag[96];
-      snprintf(tag, sizeof tag, "%s batch %d", passes[p].name, batches[bi]);
-      int f0 = ss_test_failures;
-      run_scenario(cpu, gpu, batches[bi], vocab, passes[p].tol, &ps, tag);
-      printf("  %-28s %s: decode steps %d, logits rel error max %.3g mean %.3g (tol %.g, %d rows over), token "
-             "mismatches %d, near ties %d\n",
-             tag, ss_test_failures == f0 ? "ok" : "FAILED", ps.steps, ps.max_rel, ps.n_rel ? ps.sum_rel / ps.n_rel : 0.0,
-             passes[p].tol, ps.logit_fail, ps.token_mismatch, ps.near_ties);
-      fflush(stdout);
-    }
-    if (ss_cuda_graph_note()[0]) printf("  note: %s\n", ss_cuda_graph_note());
-    ss_engine_free(gpu);
-  }
+  for (int p = 0; p < 3 && cpu; p++) run_pass(m, cpu, passes[p].name, passes[p].dtype, passes[p].gemm, passes[p].tol);
+  if (cpu) run_shape_passes();
   unsetenv("SS_CUDA_DTYPE");
   unsetenv("SS_CUDA_GEMM");
   test_device_sampling();

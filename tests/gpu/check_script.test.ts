@@ -55,9 +55,10 @@ Deno.test("gpu check script: the emulator rehearsal passes every stage and write
   assert.match(table, /- batch-1 roofline: [\d.]+ tok\/s .* ours = [\d.]+% of roofline/);
   assert.match(table, /- batch 32 aggregate \/ batch 1 = [\d.]+x/);
   assert.match(table, /- ours: model=tiny-llama-fp16-random, setup_s=[\d.]+, gemm=own kernels \(wmma/);
-  // the correctness block: six scenario lines, all ok, and the test's own summary
-  const scenarios = table.match(/^ {2}(fp16|fp16-own-kernels|bf16) batch [18] +ok: decode steps 4, /gm) ?? [];
-  assert.equal(scenarios.length, 6, table);
+  // the correctness block: ten scenario lines (5 passes x batch 1 and 8), all ok, and the summary
+  const passes = "fp16|fp16-own-kernels|bf16|fp16-hd64-gqa4|fp16-hd128-gqa2";
+  const scenarios = table.match(new RegExp(`^ {2}(${passes}) batch [18] +ok: decode steps 4, `, "gm")) ?? [];
+  assert.equal(scenarios.length, 10, table);
   assert.match(table, /gpu_test_cuda_vs_cpu: \d+ checks, 0 failed/);
   const log = await Deno.readTextFile(`${r.out}/gpu_check.log`);
   assert.match(log, /BENCH ours batch=32 tok_s=[\d.]+ step_ms=[\d.]+ stream_pos=\d+ n_evicted=\d+ graphs=on/);
