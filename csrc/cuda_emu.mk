@@ -1,7 +1,8 @@
 # cuda_emu.mk — the CUDA backend on the CPU, through the emulator in tests/cuda_emu/ (no GPU,
 # no nvcc): the kernels/*.cu sources, with their <<<>>> launches rewritten, compile with g++
 # against the emulator's headers; backend_cuda.c and the GPU tests compile unchanged.
-#   make cuda-emu        -> build/cuda-emu/{test_cuda_emu,gpu_test_cuda_vs_cpu,gpu_bench_decode}
+#   make cuda-emu        -> build/cuda-emu/{test_cuda_emu,test_cuda_backend_errors,gpu_test_cuda_vs_cpu,
+#                           gpu_bench_decode,libsinkstream.so}
 #   make cuda-emu-test   -> build them, run test_cuda_emu, test_cuda_backend_errors, gpu_test_cuda_vs_cpu
 #   make cuda-emu-asan   -> the same under AddressSanitizer + UndefinedBehaviorSanitizer
 #   make cuda-emu-ci     -> what CI runs (see the rule)
@@ -44,7 +45,11 @@ $(EMU_BUILD)/test_cuda_emu: $(EMU_DIR)/test_cuda_emu.cc $(EMU_KOBJS) $(EMU_RT) $
 	$(CXX) $(EMU_CXXFLAGS) -Iinclude -Isrc -Itests $< $(EMU_KOBJS) $(EMU_RT) -o $@ $(LDLIBS)
 
 .PHONY: cuda-emu cuda-emu-test cuda-emu-asan cuda-emu-ci
-cuda-emu: $(addprefix $(EMU_BUILD)/,$(EMU_PROGS) gpu_bench_decode)
+cuda-emu: $(addprefix $(EMU_BUILD)/,$(EMU_PROGS) gpu_bench_decode libsinkstream.so)
+
+# the library with the emulated CUDA backend, for the Deno tests (SINKSTREAM_LIB=...)
+$(EMU_BUILD)/libsinkstream.so: $(EMU_COBJS) $(EMU_KOBJS) $(EMU_RT)
+	$(CXX) -shared $(EMU_CXXFLAGS) -o $@ $^ $(LDLIBS) -ldl
 
 cuda-emu-test: cuda-emu
 	@set -e; for t in $(EMU_PROGS); do echo "== $(EMU_BUILD)/$$t (CUDA emulator)"; \
