@@ -7,12 +7,16 @@
  * ring, so it wraps inside the chunk), then decoded greedily for hundreds of steps with a
  * capacity of a few dozen tokens: hundreds of evictions. Both engines are fed the CPU engine's
  * greedy tokens (teacher forcing), and at every step:
- *   - logits: relative L2 error |cuda - cpu| / |cpu| per row below the pass's tolerance: trained
- *     model 1e-2 (fp16) / 4e-2 (bf16), synthetic model 2e-2 / 8e-2. Calibrated by a numpy
- *     emulation of the fp16/bf16 rounding points of the CUDA backend (weights, matmul inputs, KV)
- *     on stories260K and its synthetic stand-in: max errors 1.7e-3 / 1.4e-2 (trained) and
- *     5e-3 / 3.1e-2 (synthetic, random weights amplify rounding); an indexing or RoPE bug gives
- *     errors of order 1 (a key rotated one position off: median 0.6);
+ *   - logits: relative L2 error |cuda - cpu| / |cpu| per row below the pass's tolerance: fp16
+ *     1e-2 for the trained model (the issue's bound), 2e-2 for synthetic ones (random weights
+ *     amplify rounding); bf16 10x the fp16 bound (0.1 / 0.2): bf16 keeps 3 fewer mantissa bits and
+ *     its errors scale by about that 8x (measured: mean 8.3x, max 10.3x, so 10x leaves bf16 the
+ *     same margin as fp16). Measured by the CUDA emulator (csrc/tests/cuda_emu, the
+ *     rounding points of the device) over the full 400 steps on stories260K: fp16 max 5.8e-3
+ *     (mean 6.4e-4), bf16 max 6.0e-2 (mean 5.3e-3), both in the window-policy sequence; a numpy
+ *     emulation over shorter streams had given 1.7e-3 / 1.4e-2, and the earlier bf16 bound of
+ *     4e-2 failed 2 rows of 3200. An indexing or RoPE bug gives errors of order 1 (a key rotated
+ *     one position off: median 0.6);
  *   - greedy tokens equal, except where the flip is explained by the measured logits error
  *     (CPU top-2 margin <= 2 * max |cuda - cpu| of the row: a near tie; counted, not failed; the
  *     emulation shows such flips even for the trained model in fp16);
@@ -390,7 +394,7 @@ int main(void) {
   CHECK(ss_engine_create(m, &cp, &cpu) == 0, "cpu engine: %s", ss_last_error());
 
   /* tolerances: see the header comment (trained / synthetic) */
-  double tol16 = trained ? 1e-2 : 2e-2, tolbf = trained ? 4e-2 : 8e-2;
+  double tol16 = trained ? 1e-2 : 2e-2, tolbf = 10 * tol16;
   struct {
     const char *name, *dtype, *gemm;
     double tol;
