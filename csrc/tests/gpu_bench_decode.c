@@ -17,6 +17,10 @@
  *   BENCH ours batch=B tok_s=X step_ms=Y
  *   BENCH roofline weight_bytes=W copy_bw=BW tok_s=R  (R = BW / W: weights read once per step)
  *   BENCH info gemm="..." prefill_tok_s=P
+ *   BENCH gemv name=qkv|o|gate_up|down|lm_head n=N k=K us=T gb_s=G of_copy_bw=F  (each decode
+ *         matmul alone at batch 1: the bandwidth the GEMV kernel reaches)
+ *   BENCH step_split batch1_step_us=S gemv_us=G other_us=O  (the measured batch-1 step against the
+ *         matmuls alone: O is attention, norms, small kernels and launch gaps)
  * Without a usable GPU it prints SKIP and exits 0. */
 #include <stdio.h>
 #include <stdlib.h>
@@ -46,6 +50,44 @@ static int env_int(const char *name, int def) {
     fprintf(stderr, "\n");                \
     return 1;                             \
   } while (0)
+
+/* Time one batch-1 fp16 GEMV of n x k weights alone (ssk_gemv, as a decode step runs it): the
+ * weights rotate through copies spanning `span` bytes so each call streams from HBM, not L2.
+ * *us: mean microseconds per call over 20 calls. */
+static int probe_gemv(int n, int k, size_t span, double *us) {
+  *us = 0.0;
+  size_t wb = (size_t)n * k * 2, copies = span / wb < 2 ? 2 : span / wb;
+  void *w = NULL, *x = NULL;
+  float *y = NULL;
+  cudaEvent_t a = NULL, b = NULL;
+  cudaError_t e = cudaMalloc(&w, wb * copies);
+  if (e == cudaSuccess) e = cudaMalloc(&x, (size_t)k * 2);
+  if (e == cudaSuccess) e = cudaMalloc((void **)&y, (size_t)n * sizeof(float));
+  if (e == cudaSuccess) e = cudaMemset(w, 0, wb * copies);
+  if (e == cudaSuccess) e = cudaMemset(x, 0, (size_t)k * 2);
+  if (e == cudaSuccess) e = cudaEventCreate(&a);
+  if (e == cudaSuccess) e = cudaEventCreate(&b);
+  const int reps = 20;
+  if (e == cudaSuccess) e = (cudaError_t)ssk_gemv(SSK_F16, y, x, w, 1, n, k, 0, 0); /* warm-up */
+  if (e == cudaSuccess) e = cudaEventRecord(a, 0);
+  for (int r = 0; r < reps && e == cudaSuccess; r++)
+    e = (cudaError_t)ssk_gemv(SSK_F16, y, x, (char *)w + (size_t)(r % copies) * wb, 1, n, k, 0, 0);
+  if (e == cudaSuccess) e = cudaEventRecord(b, 0);
+  if (e == cudaSuccess) e = cudaEventSynchronize(b);
+  float ms = 0.0f;
+  if (e == cudaSuccess) e = cudaEventElapsedTime(&ms, a, b);
+  if (e == cudaSuccess) *us = 1000.0 * ms / reps;
+  if (a) cudaEventDestroy(a);
+  if (b) cudaEventDestroy(b);
+  cudaFree(w);
+  cudaFree(x);
+  cudaFree(y);
+  if (e != cudaSuccess) {
+    fprintf(stderr, "gpu_bench_decode: gemv probe %dx%d: %s\n", n, k, cudaGetErrorString(e));
+    return 1;
+  }
+  return 0;
+}
 
 int main(void) {
   if (!ss_backend_available(SS_BACKEND_CUDA)) {
@@ -135,6 +177,7 @@ int main(void) {
     nt[b] = 1;
     fl[b] = SS_STEP_SAMPLE;
   }
+  double step1_us = 0.0;
   for (int bi = 0; bi < n_b; bi++) {
     int B = batches[bi];
     for (int s = 0; s < 3 + steps; s++) {
@@ -143,6 +186,7 @@ int main(void) {
       memcpy(in, out, sizeof(int32_t) * (size_t)B);
     }
     double dt = now_s() - t0;
+    if (B == 1) step1_us = 1e6 * dt / steps;
     ss_seq_stats st;
     ss_seq_get_stats(e, ids[0], &st);
     printf("BENCH ours batch=%d tok_s=%.2f step_ms=%.3f stream_pos=%lld n_evicted=%lld graphs=%s\n", B,
@@ -163,6 +207,30 @@ int main(void) {
   double kv_bytes = 2.0 * 2.0 * info.n_layers * (double)info.n_kv_heads * info.head_dim * (sinks + window);
   printf("BENCH roofline weight_bytes=%.0f copy_bw=%.0f tok_s=%.2f kv_bytes_per_seq_step=%.0f\n", wbytes, bw,
          bw / wbytes, kv_bytes);
+  fflush(stdout);
+
+  /* where a batch-1 step goes: each decode matmul alone (the bandwidth it reaches), and the step
+   * time they add up to, against the measured step */
+  struct {
+    const char *name;
+    int n, k, per_layer;
+  } mm[5] = {{"qkv", (info.n_heads + 2 * info.n_kv_heads) * info.head_dim, info.dim, 1},
+             {"o", info.dim, info.n_heads * info.head_dim, 1},
+             {"gate_up", 2 * info.hidden_dim, info.dim, 1},
+             {"down", info.dim, info.hidden_dim, 1},
+             {"lm_head", info.vocab_size, info.dim, 0}};
+  double gemv_step_us = 0.0;
+  for (int i = 0; i < 5; i++) {
+    double us = 0.0;
+    if (probe_gemv(mm[i].n, mm[i].k, bw_bytes / 2, &us)) DIE("gemv probe %s failed", mm[i].name);
+    double bytes = 2.0 * mm[i].n * mm[i].k;
+    printf("BENCH gemv name=%s n=%d k=%d us=%.1f gb_s=%.1f of_copy_bw=%.3f\n", mm[i].name, mm[i].n, mm[i].k, us,
+           bytes / (us * 1e3), bw > 0 ? bytes / (us * 1e-6) / bw : 0.0);
+    gemv_step_us += us * (mm[i].per_layer ? info.n_layers : 1);
+  }
+  if (step1_us > 0)
+    printf("BENCH step_split batch1_step_us=%.1f gemv_us=%.1f other_us=%.1f\n", step1_us, gemv_step_us,
+           step1_us - gemv_step_us);
   ss_engine_free(e);
   ss_model_free(m);
   free(ids);

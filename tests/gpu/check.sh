@@ -232,6 +232,12 @@ if 1 in o and 32 in o:
     print(f"- batch 32 aggregate / batch 1 = {o[32] / o[1]:.1f}x (target >= 10x)")
 if 1 in o and 1 in t:
     print(f"- ours / PyTorch at batch 1 = {o[1] / t[1]:.2f}x (target >= 3x)")
+for r in ours.get("gemv", []):
+    print(f"- batch-1 GEMV {r['name']} ({r['n']}x{r['k']}) alone: {float(r['us']):.1f} us, {float(r['gb_s']):.0f} GB/s "
+          f"= {100 * float(r['of_copy_bw']):.0f}% of copy bandwidth")
+for r in ours.get("step_split", []):
+    print(f"- batch-1 step {float(r['batch1_step_us']):.0f} us = GEMVs alone {float(r['gemv_us']):.0f} us "
+          f"+ everything else {float(r['other_us']):.0f} us (attention, norms, small kernels, launch gaps)")
 for r in ours.get("info", []):
     print("- ours: " + ", ".join(f"{k}={v}" for k, v in r.items()))
 for r in torch.get("torch_info", []):

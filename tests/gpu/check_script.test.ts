@@ -54,6 +54,13 @@ Deno.test("gpu check script: the emulator rehearsal passes every stage and write
   }
   assert.match(table, /- batch-1 roofline: [\d.]+ tok\/s .* ours = [\d.]+% of roofline/);
   assert.match(table, /- batch 32 aggregate \/ batch 1 = [\d.]+x/);
+  for (const mm of ["qkv", "o", "gate_up", "down", "lm_head"]) {
+    assert.match(
+      table,
+      new RegExp(`- batch-1 GEMV ${mm} \\(\\d+x\\d+\\) alone: [\\d.]+ us, \\d+ GB/s = \\d+% of copy`),
+    );
+  }
+  assert.match(table, /- batch-1 step \d+ us = GEMVs alone \d+ us \+ everything else -?\d+ us/);
   assert.match(table, /- ours: model=tiny-llama-fp16-random, setup_s=[\d.]+, gemm=own kernels \(wmma/);
   // the correctness block: ten scenario lines (5 passes x batch 1 and 8), all ok, and the summary
   const passes = "fp16|fp16-own-kernels|bf16|fp16-hd64-gqa4|fp16-hd128-gqa2";
