@@ -94,6 +94,7 @@ extern "C" const char *cudaGetErrorName(cudaError_t e) {
     case cudaErrorInvalidDevice: return "cudaErrorInvalidDevice";
     case cudaErrorInvalidResourceHandle: return "cudaErrorInvalidResourceHandle";
     case cudaErrorIllegalAddress: return "cudaErrorIllegalAddress";
+    case cudaErrorIllegalState: return "cudaErrorIllegalState";
     case cudaErrorLaunchFailure: return "cudaErrorLaunchFailure";
     case cudaErrorStreamCaptureUnsupported: return "cudaErrorStreamCaptureUnsupported";
     case cudaErrorStreamCaptureInvalidated: return "cudaErrorStreamCaptureInvalidated";
@@ -322,7 +323,7 @@ extern "C" cudaError_t cudaStreamBeginCapture(cudaStream_t st, enum cudaStreamCa
   LOCK();
   STICKY_CHECK();
   if (!st) return fail(cudaErrorStreamCaptureUnsupported); /* the legacy stream cannot be captured */
-  if (st->capture != cudaStreamCaptureStatusNone) return fail(cudaErrorIllegalAddress);
+  if (st->capture != cudaStreamCaptureStatusNone) return fail(cudaErrorIllegalState);
   st->capture = cudaStreamCaptureStatusActive;
   st->mode = mode;
   st->graph = new CUgraph_st();
@@ -331,7 +332,7 @@ extern "C" cudaError_t cudaStreamBeginCapture(cudaStream_t st, enum cudaStreamCa
 extern "C" cudaError_t cudaStreamEndCapture(cudaStream_t st, cudaGraph_t *graph) {
   LOCK();
   *graph = nullptr;
-  if (!st || st->capture == cudaStreamCaptureStatusNone) return fail(cudaErrorIllegalAddress);
+  if (!st || st->capture == cudaStreamCaptureStatusNone) return fail(cudaErrorIllegalState);
   bool ok = st->capture == cudaStreamCaptureStatusActive;
   st->capture = cudaStreamCaptureStatusNone;
   if (!ok) {
