@@ -55,11 +55,14 @@ cuda-emu-test: cuda-emu
 	@set -e; for t in $(EMU_PROGS); do echo "== $(EMU_BUILD)/$$t (CUDA emulator)"; \
 	  env SS_SHARED=$(SHARED) $(EMU_ENV) ./$(EMU_BUILD)/$$t; done
 
-# What CI runs (deno task test): every pass and batch with blocks and threads in reverse order
-# (a missing barrier changes results), then one batch-8 pass under ASan + UBSan (out-of-bounds
-# kernel accesses, misaligned vector loads).
+# What CI runs (deno task test): every pass and batch with blocks and threads in reverse order;
+# the batch-8 scenario of both attention lane layouts with every launch run in both orders and
+# compared (SSEMU_RACECHECK: races); one batch-8 pass under ASan + UBSan (out-of-bounds kernel
+# accesses, misaligned vector loads).
 cuda-emu-ci:
-	$(MAKE) --no-print-directory cuda-emu-test EMU_ENV="SSEMU_ORDER=reverse SS_GPU_TEST_STEPS=24"
+	$(MAKE) --no-print-directory cuda-emu-test EMU_ENV="SSEMU_ORDER=reverse SS_GPU_TEST_STEPS=16"
+	env SS_SHARED=$(SHARED) SSEMU_RACECHECK=1 SS_GPU_TEST_STEPS=3 SS_GPU_TEST_BATCHES=8 \
+	  SS_GPU_TEST_PASSES=fp16-own-kernels,fp16-hd128-gqa2 ./$(EMU_BUILD)/gpu_test_cuda_vs_cpu
 	$(MAKE) --no-print-directory cuda-emu-asan \
 	  EMU_ENV="SS_GPU_TEST_STEPS=2 SS_GPU_TEST_PASSES=fp16-own-kernels SS_GPU_TEST_BATCHES=8"
 

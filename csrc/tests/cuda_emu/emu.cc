@@ -20,10 +20,12 @@
  *   fault: a sticky cudaErrorLaunchFailure and a message on stderr, like a device-side trap.
  * - SSEMU_ORDER=reverse runs blocks and the threads of a block in reverse order (a missing
  *   barrier shows up as a wrong result in one of the two orders). SSEMU_SMS sets the reported
- *   multiprocessor count (default 132, an H100 SXM), SSEMU_MEM_LIMIT the device memory in bytes.
+ *   multiprocessor count (default 132, an H100 SXM), SSEMU_MEM_LIMIT the device memory in bytes,
+ *   SSEMU_RACECHECK=1 runs every launch in both orders and faults when the results differ.
  *
  * Not modelled: timing, concurrency between streams, the memory model (threads never run at
- * the same time), shared-memory size limits, register limits.
+ * the same time: a race shows only as an order dependence, see SSEMU_RACECHECK), shared-memory
+ * size limits, register limits.
  */
 #include <stdint.h>
 #include <stdio.h>
@@ -790,6 +792,40 @@ static bool order_reversed(void) {
   return s && strcmp(s, "reverse") == 0;
 }
 
+static void run_grid(const ssemu::launch_cfg &c, bool reverse) {
+  const uint64_t nb = (uint64_t)c.grid.x * c.grid.y * c.grid.z;
+  for (uint64_t k = 0; k < nb && sticky_error == cudaSuccess; k++) {
+    uint64_t b = reverse ? nb - 1 - k : k;
+    blockIdx = uint3{(unsigned)(b % c.grid.x), (unsigned)(b / c.grid.x % c.grid.y),
+                     (unsigned)(b / ((uint64_t)c.grid.x * c.grid.y))};
+    run_block(reverse);
+  }
+}
+
+/* SSEMU_RACECHECK=1 runs every launch twice, blocks and threads forward then in reverse, from the
+ * same device memory, and faults when the two leave different memory: the kernel's result depends
+ * on scheduling (a race between threads or blocks in global memory, or between threads in shared
+ * memory that a barrier should order). About 2x slower, plus a copy of all device memory per
+ * launch. Not caught: a read of shared memory no thread of the block wrote (__shared__ arrays are
+ * statics that keep the previous block's values in both orders). */
+static bool race_check_on(void) {
+  const char *s = getenv("SSEMU_RACECHECK");
+  return s && strcmp(s, "1") == 0;
+}
+/* copies of all device memory (buffers reused from launch to launch: no page faults per copy) */
+static void snapshot(std::vector<std::vector<char>> &out) {
+  out.resize(allocs.size());
+  size_t k = 0;
+  for (const auto &a : allocs) out[k++].assign((const char *)a.first, (const char *)a.first + a.second.size);
+}
+static void restore(const std::vector<std::vector<char>> &snap) {
+  size_t k = 0;
+  for (const auto &a : allocs) {
+    const std::vector<char> &v = snap[k++];
+    if (!v.empty()) memcpy((void *)a.first, v.data(), v.size());
+  }
+}
+
 static void run_kernel(const std::string &name, const ssemu::launch_cfg &c, const std::function<void()> &body) {
   if (sticky_error != cudaSuccess) return;
   stats.kernels_run++;
@@ -811,13 +847,30 @@ static void run_kernel(const std::string &name, const ssemu::launch_cfg &c, cons
   for (size_t w = 0; w < B.warps.size(); w++) B.warps[w].size = std::min(32, n - (int)w * 32);
   blockDim = c.block;
   gridDim = c.grid;
-  const bool reverse = order_reversed();
-  const uint64_t nb = (uint64_t)c.grid.x * c.grid.y * c.grid.z;
-  for (uint64_t k = 0; k < nb && sticky_error == cudaSuccess; k++) {
-    uint64_t b = reverse ? nb - 1 - k : k;
-    blockIdx = uint3{(unsigned)(b % c.grid.x), (unsigned)(b / c.grid.x % c.grid.y),
-                     (unsigned)(b / ((uint64_t)c.grid.x * c.grid.y))};
-    run_block(reverse);
+  if (!race_check_on()) {
+    run_grid(c, order_reversed());
+    return;
+  }
+  /* SSEMU_RACECHECK=1: run the launch in both orders from the same memory and compare */
+  static std::vector<std::vector<char>> before, forward;
+  snapshot(before);
+  run_grid(c, false);
+  if (sticky_error != cudaSuccess) return;
+  snapshot(forward);
+  restore(before);
+  run_grid(c, true);
+  if (sticky_error != cudaSuccess) return;
+  size_t k = 0;
+  for (const auto &a : allocs) {
+    const std::vector<char> &f = forward[k++];
+    if (memcmp(f.data(), (const void *)a.first, f.size()) == 0) continue;
+    size_t off = 0;
+    while (off < f.size() && f[off] == ((const char *)a.first)[off]) off++;
+    char buf[200];
+    snprintf(buf, sizeof buf, ": results depend on the order blocks and threads run (first at byte %zu of the %zu-byte "
+             "allocation %p)", off, f.size(), (void *)a.first);
+    fault("kernel " + name + buf + ": a data race between threads or blocks");
+    return;
   }
 }
 

@@ -105,6 +105,15 @@ __global__ void k_block_sum(float *out, int n) {
     out[blockIdx.x] = s;
   }
 }
+__global__ void k_last_block_wins(float *out) {
+  if (threadIdx.x == 0) out[0] = (float)blockIdx.x; /* every block writes one element: a race */
+}
+__global__ void k_missing_barrier(float *out) {
+  __shared__ float s[64];
+  s[threadIdx.x] = (float)threadIdx.x;
+  /* no __syncthreads(): the neighbour's value may or may not be written yet */
+  out[threadIdx.x] = s[(threadIdx.x + 1) % 64];
+}
 __global__ void k_add(float *x, float v, int n) {
   int i = blockIdx.x * blockDim.x + threadIdx.x;
   if (i < n) x[i] += v;
@@ -128,6 +137,18 @@ static void test_faults() {
   ssemu::launch("k_early_exit_barrier", ssemu::cfg_of(1, 64), k_early_exit_barrier, d);
   CHECK(cudaGetLastError() == cudaErrorLaunchFailure, "a barrier an exited thread never reaches is a fault");
   ssemu_reset();
+
+  /* SSEMU_RACECHECK=1: order-dependent results are faults; a correct kernel passes */
+  setenv("SSEMU_RACECHECK", "1", 1);
+  ssemu::launch("k_block_sum", ssemu::cfg_of(3, 256), k_block_sum, d, 200);
+  CHECK(cudaGetLastError() == cudaSuccess, "race check: a race-free kernel passes");
+  ssemu::launch("k_last_block_wins", ssemu::cfg_of(4, 32), k_last_block_wins, d);
+  CHECK(cudaGetLastError() == cudaErrorLaunchFailure, "race check: blocks writing one element is a fault");
+  ssemu_reset();
+  ssemu::launch("k_missing_barrier", ssemu::cfg_of(1, 64), k_missing_barrier, d);
+  CHECK(cudaGetLastError() == cudaErrorLaunchFailure, "race check: a shared-memory read a barrier should order");
+  ssemu_reset();
+  unsetenv("SSEMU_RACECHECK");
 
   std::vector<float> host(16);
   ssemu::launch("k_add", ssemu::cfg_of(1, 32), k_add, host.data(), 1.0f, 16);
