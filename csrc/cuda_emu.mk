@@ -17,7 +17,7 @@ EMU_CXXFLAGS := $(OPTFLAGS) $(SANFLAGS) -std=c++17 -Wall -Wextra -Wno-unused-par
                 -fno-strict-aliasing -Wno-unknown-pragmas $(EMU_INC)
 EMU_COBJS := $(patsubst src/%.c,$(EMU_BUILD)/obj/%.o,$(SRCS))
 EMU_KOBJS := $(patsubst ../kernels/%.cu,$(EMU_BUILD)/kernels/%.o,$(wildcard ../kernels/*.cu))
-EMU_RT    := $(EMU_BUILD)/obj/emu.o
+EMU_RT    := $(EMU_BUILD)/obj/emu_runtime.o $(EMU_BUILD)/obj/emu_scheduler.o
 EMU_HDRS  := $(wildcard $(EMU_DIR)/include/*.h) $(wildcard ../kernels/*.h ../kernels/*.cuh)
 EMU_ENV   ?=
 
@@ -33,7 +33,7 @@ $(EMU_BUILD)/kernels/%.cc: ../kernels/%.cu $(EMU_DIR)/rewrite_launches.py | $(EM
 $(EMU_BUILD)/kernels/%.o: $(EMU_BUILD)/kernels/%.cc $(EMU_HDRS)
 	$(CXX) $(EMU_CXXFLAGS) -c $< -o $@
 
-$(EMU_RT): $(EMU_DIR)/emu.cc $(EMU_HDRS) | $(EMU_BUILD)/obj
+$(EMU_BUILD)/obj/emu_%.o: $(EMU_DIR)/emu_%.cc $(EMU_DIR)/emu_internal.h $(EMU_HDRS) | $(EMU_BUILD)/obj
 	$(CXX) $(EMU_CXXFLAGS) -c $< -o $@
 
 EMU_PROGS := test_cuda_emu test_cuda_backend_errors gpu_test_cuda_vs_cpu

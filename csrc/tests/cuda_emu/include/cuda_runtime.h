@@ -46,7 +46,7 @@ extern dim3 blockDim, gridDim;
 
 namespace ssemu {
 /* collective points of a thread: they switch to the next emulated thread until every thread
- * of the warp / block has arrived (emu.cc) */
+ * of the warp / block has arrived (emu_scheduler.cc) */
 void sync_block();
 void sync_warp(unsigned mask);
 unsigned long long shfl_xor_bits(unsigned mask, unsigned long long bits, int lane_mask);

@@ -3,7 +3,7 @@
  *
  * Part of the CPU test harness in csrc/tests/cuda_emu/ (see README.md there): backend_cuda.c,
  * the kernels and the GPU tests compile against these headers instead of the toolkit's, and
- * link with emu.cc, which runs every kernel on the CPU. Only the subset of the API that the
+ * link with emu_runtime.cc + emu_scheduler.cc, which run every kernel on the CPU. Only the subset of the API that the
  * CUDA backend uses is declared; names, signatures and semantics follow the CUDA 12/13
  * runtime so that the same sources build against both. Error numbers are the runtime's.
  */
