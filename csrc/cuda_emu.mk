@@ -18,6 +18,7 @@ EMU_CXXFLAGS := $(OPTFLAGS) $(SANFLAGS) -std=c++17 -Wall -Wextra -Wno-unused-par
 EMU_COBJS := $(patsubst src/%.c,$(EMU_BUILD)/obj/%.o,$(SRCS))
 EMU_KOBJS := $(patsubst ../kernels/%.cu,$(EMU_BUILD)/kernels/%.o,$(wildcard ../kernels/*.cu))
 EMU_RT    := $(EMU_BUILD)/obj/emu_runtime.o $(EMU_BUILD)/obj/emu_scheduler.o
+EMU_LIB_OBJS := $(EMU_COBJS) $(EMU_KOBJS) $(EMU_RT)   # the library with the emulated CUDA backend
 EMU_HDRS  := $(wildcard $(EMU_DIR)/include/*.h) $(wildcard ../kernels/*.h ../kernels/*.cuh)
 EMU_ENV   ?=
 
@@ -37,10 +38,11 @@ $(EMU_BUILD)/obj/emu_%.o: $(EMU_DIR)/emu_%.cc $(EMU_DIR)/emu_internal.h $(EMU_HD
 	$(CXX) $(EMU_CXXFLAGS) -c $< -o $@
 
 EMU_PROGS := test_cuda_emu test_cuda_backend_errors gpu_test_cuda_vs_cpu
-$(EMU_BUILD)/gpu_%: tests/gpu_%.c tests/test_util.h tests/gpu_model.h $(EMU_COBJS) $(EMU_KOBJS) $(EMU_RT)
-	$(CC) $(EMU_CFLAGS) -fvisibility=default -Iinclude -Isrc $< $(EMU_COBJS) $(EMU_KOBJS) $(EMU_RT) -o $@ $(LDLIBS) -lstdc++ -ldl
-$(EMU_BUILD)/test_cuda_backend_errors: $(EMU_DIR)/test_cuda_backend_errors.c tests/test_util.h tests/gpu_model.h $(EMU_COBJS) $(EMU_KOBJS) $(EMU_RT)
-	$(CC) $(EMU_CFLAGS) -fvisibility=default -Iinclude -Isrc -Itests $< $(EMU_COBJS) $(EMU_KOBJS) $(EMU_RT) -o $@ $(LDLIBS) -lstdc++ -ldl
+EMU_LINK_C = $(CC) $(EMU_CFLAGS) -fvisibility=default -Iinclude -Isrc -Itests $< $(EMU_LIB_OBJS) -o $@ $(LDLIBS) -lstdc++ -ldl
+$(EMU_BUILD)/gpu_%: tests/gpu_%.c tests/test_util.h tests/gpu_model.h $(EMU_LIB_OBJS)
+	$(EMU_LINK_C)
+$(EMU_BUILD)/test_cuda_backend_errors: $(EMU_DIR)/test_cuda_backend_errors.c tests/test_util.h tests/gpu_model.h $(EMU_LIB_OBJS)
+	$(EMU_LINK_C)
 $(EMU_BUILD)/test_cuda_emu: $(EMU_DIR)/test_cuda_emu.cc $(EMU_KOBJS) $(EMU_RT) $(EMU_HDRS)
 	$(CXX) $(EMU_CXXFLAGS) -Iinclude -Isrc -Itests $< $(EMU_KOBJS) $(EMU_RT) -o $@ $(LDLIBS)
 
@@ -48,7 +50,7 @@ $(EMU_BUILD)/test_cuda_emu: $(EMU_DIR)/test_cuda_emu.cc $(EMU_KOBJS) $(EMU_RT) $
 cuda-emu: $(addprefix $(EMU_BUILD)/,$(EMU_PROGS) gpu_bench_decode libsinkstream.so)
 
 # the library with the emulated CUDA backend, for the Deno tests (SINKSTREAM_LIB=...)
-$(EMU_BUILD)/libsinkstream.so: $(EMU_COBJS) $(EMU_KOBJS) $(EMU_RT)
+$(EMU_BUILD)/libsinkstream.so: $(EMU_LIB_OBJS)
 	$(CXX) -shared $(EMU_CXXFLAGS) -o $@ $^ $(LDLIBS) -ldl
 
 cuda-emu-test: cuda-emu

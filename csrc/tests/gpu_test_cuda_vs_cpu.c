@@ -85,14 +85,15 @@ static int argmax(const float *x, int n, float *margin) {
   return a;
 }
 
-static double rel_err(const float *a, const float *ref, int n) {
-  double num = 0, den = 0;
-  for (int i = 0; i < n; i++) {
-    double d = (double)a[i] - (double)ref[i];
-    num += d * d;
-    den += (double)ref[i] * ref[i];
-  }
-  return den > 0 ? sqrt(num / den) : sqrt(num);
+/* Cache capacity of sequence b of a scenario: a few dozen slots, different per sequence. */
+static int seq_capacity(int b) { return 40 + 8 * b; }
+
+/* Engine parameters of every engine here: room for a batch-8 prefill chunk of 100 tokens. */
+static ss_engine_params test_engine_params(int backend) {
+  ss_engine_params p = ss_engine_default_params();
+  p.max_batch_tokens = 1024;
+  p.backend = backend;
+  return p;
 }
 
 /* Decode steps per scenario: 400, or $SS_GPU_TEST_STEPS (the CPU emulator runs fewer). */
@@ -127,7 +128,7 @@ static void run_scenario(ss_engine *cpu, ss_engine *gpu, int B, int vocab, doubl
     /* a mix of geometries: streaming with 4 / 1 / 0 sinks, a window cache */
     sp.policy = (b % 4 == 3) ? SS_POLICY_WINDOW : SS_POLICY_STREAMING;
     sp.n_sinks = (b % 4 == 0) ? 4 : (b % 4 == 1 ? 1 : 0);
-    sp.capacity = 40 + 8 * b;
+    sp.capacity = seq_capacity(b);
     int rc1 = ss_seq_create(cpu, &sp, &ids_c[b]);
     int rc2 = ss_seq_create(gpu, &sp, &ids_g[b]);
     CHECK(rc1 == 0 && rc2 == 0, "%s: seq_create: %s", tag, ss_last_error());
@@ -155,7 +156,7 @@ static void run_scenario(ss_engine *cpu, ss_engine *gpu, int B, int vocab, doubl
     CHECK(rc2 == 0, "%s: cuda prefill step: %s", tag, ss_last_error());
     if (rc1 || rc2) goto out;
     for (int b = 0; b < B; b++) {
-      double e = rel_err(lg + (size_t)b * vocab, lc + (size_t)b * vocab, vocab);
+      double e = rel_l2_error(lg + (size_t)b * vocab, lc + (size_t)b * vocab, vocab);
       LOGITS_CHECK(ps, e, tol, "%s: prefill chunk %d seq %d: logits relative error %.3g >= %.g", tag, ci, b, e, tol);
       next[b] = out_c[b];
     }
@@ -177,7 +178,7 @@ static void run_scenario(ss_engine *cpu, ss_engine *gpu, int B, int vocab, doubl
     ps->steps++;
     for (int b = 0; b < B; b++) {
       const float *rc = lc + (size_t)b * vocab, *rg = lg + (size_t)b * vocab;
-      double e = rel_err(rg, rc, vocab);
+      double e = rel_l2_error(rg, rc, vocab);
       LOGITS_CHECK(ps, e, tol, "%s: step %d seq %d: logits relative error %.3g >= %.g", tag, s, b, e, tol);
       float margin;
       int ac = argmax(rc, vocab, &margin);
@@ -205,7 +206,7 @@ static void run_scenario(ss_engine *cpu, ss_engine *gpu, int B, int vocab, doubl
     ss_seq_get_stats(gpu, ids_g[b], &sg);
     CHECK(sc.n_cached == sg.n_cached && sc.n_seen == sg.n_seen && sc.n_evicted == sg.n_evicted,
           "%s: seq %d stats differ", tag, b);
-    int64_t want_evicted = (int64_t)fed + steps - (40 + 8 * b); /* everything past the capacity */
+    int64_t want_evicted = (int64_t)fed + steps - seq_capacity(b); /* everything past the capacity */
     CHECK(sc.n_evicted == want_evicted, "%s: seq %d: %lld evictions, want %lld", tag, b, (long long)sc.n_evicted,
           (long long)want_evicted);
     int64_t ic[128], ig[128];
@@ -282,9 +283,7 @@ static void run_pass(const ss_model *m, ss_engine *cpu, const char *name, const 
   if (!listed("SS_GPU_TEST_PASSES", name)) return;
   setenv("SS_CUDA_DTYPE", dtype, 1);
   setenv("SS_CUDA_GEMM", gemm, 1);
-  ss_engine_params gp = ss_engine_default_params();
-  gp.max_batch_tokens = 1024;
-  gp.backend = SS_BACKEND_CUDA;
+  ss_engine_params gp = test_engine_params(SS_BACKEND_CUDA);
   ss_engine *gpu = NULL;
   int rc = ss_engine_create(m, &gp, &gpu);
   CHECK(rc == 0, "cuda engine (%s): %s", name, ss_last_error());
@@ -334,8 +333,7 @@ static void run_shape_passes(void) {
     int rc = gpu_model_random(&info, 17 + (uint64_t)i, 0.15f, 0, &m);
     CHECK(rc == 0, "synthetic %s model: %s", shapes[i].name, ss_last_error());
     if (rc) continue;
-    ss_engine_params cp = ss_engine_default_params();
-    cp.max_batch_tokens = 1024;
+    ss_engine_params cp = test_engine_params(SS_BACKEND_CPU);
     ss_engine *cpu = NULL;
     rc = ss_engine_create(m, &cp, &cpu);
     CHECK(rc == 0, "cpu engine: %s", ss_last_error());
@@ -388,8 +386,7 @@ int main(void) {
     printf("model: synthetic stories260K-shaped (random weights; no stories260K.bin found)\n");
   }
 
-  ss_engine_params cp = ss_engine_default_params();
-  cp.max_batch_tokens = 1024;
+  ss_engine_params cp = test_engine_params(SS_BACKEND_CPU);
   ss_engine *cpu = NULL;
   CHECK(ss_engine_create(m, &cp, &cpu) == 0, "cpu engine: %s", ss_last_error());
 
@@ -401,8 +398,6 @@ int main(void) {
   } passes[3] = {{"fp16", "fp16", "auto", tol16}, {"fp16-own-kernels", "fp16", "own", tol16}, {"bf16", "bf16", "auto", tolbf}};
   for (int p = 0; p < 3 && cpu; p++) run_pass(m, cpu, passes[p].name, passes[p].dtype, passes[p].gemm, passes[p].tol);
   if (cpu) run_shape_passes();
-  unsetenv("SS_CUDA_DTYPE");
-  unsetenv("SS_CUDA_GEMM");
   test_device_sampling();
   ss_engine_free(cpu);
   ss_model_free(m);

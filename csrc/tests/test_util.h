@@ -2,6 +2,7 @@
 #ifndef SS_TEST_UTIL_H
 #define SS_TEST_UTIL_H
 
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -29,6 +30,17 @@ static inline const char *shared_path(const char *rel) {
   char *b = buf[k++ % 8];
   snprintf(b, sizeof buf[0], "%s/%s", root, rel);
   return b;
+}
+
+/* Relative L2 error |a - ref| / |ref| of n values (the absolute one when ref is all zeros). */
+static inline double rel_l2_error(const float *a, const float *ref, int n) {
+  double num = 0, den = 0;
+  for (int i = 0; i < n; i++) {
+    double d = (double)a[i] - (double)ref[i];
+    num += d * d;
+    den += (double)ref[i] * ref[i];
+  }
+  return den > 0 ? sqrt(num / den) : sqrt(num);
 }
 
 static inline int test_summary(const char *name) {

@@ -33,7 +33,7 @@ extern std::map<uintptr_t, alloc_info> allocs;
 extern ssemu_stats stats;
 
 /* run `run` now, or record it into the graph when the stream is capturing */
-cudaError_t enqueue(cudaStream_t st, const char *what, std::function<void()> run);
+cudaError_t enqueue(cudaStream_t st, std::function<void()> run);
 /* a capture in progress, if any, fails at its end (a launch error under capture) */
 void invalidate_capture(void);
 } // namespace ssemu_rt

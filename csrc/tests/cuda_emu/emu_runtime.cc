@@ -31,7 +31,6 @@ using namespace ssemu_rt;
 
 static thread_local cudaError_t last_error = cudaSuccess;
 cudaError_t ssemu_rt::sticky_error = cudaSuccess;
-static std::string fault_message;
 
 cudaError_t ssemu_rt::fail(cudaError_t e) {
   last_error = e;
@@ -46,7 +45,6 @@ cudaError_t ssemu_rt::fail(cudaError_t e) {
 void ssemu_rt::fault(const std::string &msg) {
   if (sticky_error == cudaSuccess) {
     sticky_error = cudaErrorLaunchFailure;
-    fault_message = msg;
     fprintf(stderr, "cuda emulator: device fault: %s\n", msg.c_str());
   }
   last_error = cudaErrorLaunchFailure;
@@ -128,7 +126,7 @@ extern "C" cudaError_t cudaGetDevice(int *d) {
 }
 
 std::map<uintptr_t, ssemu_rt::alloc_info> ssemu_rt::allocs; /* start -> info */
-static size_t bytes_live = 0, bytes_peak = 0;
+static size_t bytes_live = 0; /* device bytes allocated, as rounded */
 ssemu_stats ssemu_rt::stats;
 
 static size_t mem_limit(void) {
@@ -171,19 +169,19 @@ bool ssemu::pointer_ok(const void *p) {
   return find_alloc(p, 0) != nullptr;
 }
 
+/* allocations are 256-byte aligned and sized, as cudaMalloc's */
+static size_t rounded(size_t size) { return size ? (size + 255) & ~(size_t)255 : 256; }
+
 static cudaError_t do_alloc(void **ptr, size_t size, bool pinned) {
   if (!ptr) return fail(cudaErrorInvalidValue);
   *ptr = nullptr;
-  size_t rounded = (size + 255) & ~(size_t)255;
-  if (!pinned && bytes_live + rounded > mem_limit()) return fail(cudaErrorMemoryAllocation);
-  void *p = aligned_alloc(256, rounded ? rounded : 256);
+  size_t r = rounded(size);
+  if (!pinned && bytes_live + r > mem_limit()) return fail(cudaErrorMemoryAllocation);
+  void *p = aligned_alloc(256, r);
   if (!p) return fail(cudaErrorMemoryAllocation);
-  memset(p, 0xff, rounded ? rounded : 256); /* NaN in every float format: reads of unwritten memory show */
+  memset(p, 0xff, r); /* NaN in every float format: reads of unwritten memory show */
   allocs[(uintptr_t)p] = alloc_info{size, pinned};
-  if (!pinned) {
-    bytes_live += rounded;
-    bytes_peak = std::max(bytes_peak, bytes_live);
-  }
+  if (!pinned) bytes_live += r;
   *ptr = p;
   return cudaSuccess;
 }
@@ -192,7 +190,7 @@ static cudaError_t do_free(void *p, bool pinned) {
   if (!p) return cudaSuccess;
   auto it = allocs.find((uintptr_t)p);
   if (it == allocs.end() || it->second.pinned != pinned) return fail(cudaErrorInvalidValue);
-  if (!pinned) bytes_live -= (it->second.size + 255) & ~(size_t)255;
+  if (!pinned) bytes_live -= rounded(it->second.size);
   allocs.erase(it);
   free(p);
   return cudaSuccess;
@@ -200,21 +198,17 @@ static cudaError_t do_free(void *p, bool pinned) {
 
 /* ---- streams, capture, graphs --------------------------------------------------------------- */
 
-struct op {
-  std::string what;
-  std::function<void()> run;
-};
-
+/* a graph is the operations captured, in order (one stream: no dependencies to keep) */
 struct CUgraph_st {
-  std::vector<op> ops;
+  std::vector<std::function<void()>> ops;
 };
 struct CUgraphExec_st {
-  std::vector<op> ops;
+  std::vector<std::function<void()>> ops;
 };
+/* flags and capture modes are accepted and not modelled: every stream is synchronous, and a
+ * capture refuses the calls of the strictest mode */
 struct CUstream_st {
-  unsigned flags = 0;
   enum cudaStreamCaptureStatus capture = cudaStreamCaptureStatusNone;
-  enum cudaStreamCaptureMode mode = cudaStreamCaptureModeGlobal;
   CUgraph_st *graph = nullptr;
 };
 struct CUevent_st {
@@ -234,28 +228,27 @@ static CUstream_st *capturing_stream(void) {
   return nullptr;
 }
 
-/* A call CUDA does not allow while a capture is active: it fails and invalidates the capture. */
-static bool refuse_during_capture(void) {
-  CUstream_st *s = capturing_stream();
-  if (!s) return false;
-  s->capture = cudaStreamCaptureStatusInvalidated;
-  fail(cudaErrorStreamCaptureUnsupported);
-  return true;
-}
-
 void ssemu_rt::invalidate_capture(void) {
   if (CUstream_st *s = capturing_stream()) s->capture = cudaStreamCaptureStatusInvalidated;
 }
 
+/* A call CUDA does not allow while a capture is active: it fails and invalidates the capture. */
+static bool refuse_during_capture(void) {
+  if (!capturing_stream()) return false;
+  invalidate_capture();
+  fail(cudaErrorStreamCaptureUnsupported);
+  return true;
+}
+
 /* Run an operation now, or record it when its stream is capturing. */
-cudaError_t ssemu_rt::enqueue(cudaStream_t st, const char *what, std::function<void()> run) {
+cudaError_t ssemu_rt::enqueue(cudaStream_t st, std::function<void()> run) {
   CUstream_st *s = stream_of(st);
   if (!st && capturing_stream()) { /* legacy stream while a capture is active */
-    capturing_stream()->capture = cudaStreamCaptureStatusInvalidated;
+    invalidate_capture();
     return fail(cudaErrorStreamCaptureImplicit);
   }
   if (s->capture == cudaStreamCaptureStatusActive) {
-    s->graph->ops.push_back(op{what, std::move(run)});
+    s->graph->ops.push_back(std::move(run));
     return cudaSuccess;
   }
   if (s->capture == cudaStreamCaptureStatusInvalidated) return fail(cudaErrorStreamCaptureInvalidated);
@@ -267,7 +260,6 @@ extern "C" cudaError_t cudaStreamCreateWithFlags(cudaStream_t *st, unsigned int 
   LOCK();
   STICKY_CHECK();
   CUstream_st *s = new CUstream_st();
-  s->flags = flags;
   streams.push_back(s);
   *st = s;
   return cudaSuccess;
@@ -296,7 +288,6 @@ extern "C" cudaError_t cudaStreamBeginCapture(cudaStream_t st, enum cudaStreamCa
   if (!st) return fail(cudaErrorStreamCaptureUnsupported); /* the legacy stream cannot be captured */
   if (st->capture != cudaStreamCaptureStatusNone) return fail(cudaErrorIllegalState);
   st->capture = cudaStreamCaptureStatusActive;
-  st->mode = mode;
   st->graph = new CUgraph_st();
   return cudaSuccess;
 }
@@ -336,9 +327,8 @@ extern "C" cudaError_t cudaGraphLaunch(cudaGraphExec_t exec, cudaStream_t st) {
   CUstream_st *s = stream_of(st);
   if (s->capture != cudaStreamCaptureStatusNone) return fail(cudaErrorStreamCaptureUnsupported);
   stats.graph_launches++;
-  for (const op &o : exec->ops) {
-    o.run();
-    stats.graph_ops_replayed++;
+  for (const auto &run : exec->ops) {
+    run();
     if (sticky_error != cudaSuccess) return fail(sticky_error);
   }
   return cudaSuccess;
@@ -364,7 +354,7 @@ extern "C" cudaError_t cudaEventRecord(cudaEvent_t e, cudaStream_t st) {
   LOCK();
   STICKY_CHECK();
   if (!e) return fail(cudaErrorInvalidResourceHandle);
-  return enqueue(st, "event record", [e]() {
+  return enqueue(st, [e]() {
     e->t = std::chrono::steady_clock::now();
     e->recorded = true;
   });
@@ -435,7 +425,7 @@ static cudaError_t copy_async(void *dst, const void *src, size_t n, enum cudaMem
   STICKY_CHECK();
   if (n == 0) return cudaSuccess;
   if (!dst || !src || !copy_ok(dst, src, n, kind)) return fail(cudaErrorInvalidValue);
-  return enqueue(st, "memcpy", [dst, src, n]() { memmove(dst, src, n); });
+  return enqueue(st, [dst, src, n]() { memmove(dst, src, n); });
 }
 extern "C" cudaError_t cudaMemcpy(void *dst, const void *src, size_t n, enum cudaMemcpyKind kind) {
   return copy_async(dst, src, n, kind, nullptr, true);
@@ -453,7 +443,7 @@ extern "C" cudaError_t cudaMemcpy2DAsync(void *dst, size_t dpitch, const void *s
   size_t dspan = dpitch * (height - 1) + width, sspan = spitch * (height - 1) + width;
   if (!copy_ok(dst, src, 0, kind) || !find_alloc(dst, dspan) || !find_alloc(src, sspan))
     return fail(cudaErrorInvalidValue);
-  return enqueue(st, "memcpy2d", [=]() {
+  return enqueue(st, [=]() {
     for (size_t r = 0; r < height; r++) memmove((char *)dst + r * dpitch, (const char *)src + r * spitch, width);
   });
 }
@@ -464,7 +454,7 @@ static cudaError_t memset_async(void *p, int v, size_t n, cudaStream_t st, bool 
   if (n == 0) return cudaSuccess;
   auto a = find_alloc(p, n);
   if (!a || a->second.pinned) return fail(cudaErrorInvalidValue);
-  return enqueue(st, "memset", [=]() { memset(p, v, n); });
+  return enqueue(st, [=]() { memset(p, v, n); });
 }
 extern "C" cudaError_t cudaMemset(void *p, int v, size_t n) { return memset_async(p, v, n, nullptr, true); }
 extern "C" cudaError_t cudaMemsetAsync(void *p, int v, size_t n, cudaStream_t st) {
@@ -476,12 +466,10 @@ extern "C" void ssemu_reset(void) {
   LOCK();
   sticky_error = cudaSuccess;
   last_error = cudaSuccess;
-  fault_message.clear();
 }
 
 extern "C" void ssemu_get_stats(ssemu_stats *out) {
   LOCK();
   *out = stats;
-  out->bytes_allocated_peak = bytes_peak;
 }
 

@@ -151,12 +151,14 @@ void switch_out(fiber &f, bool finished) {
 #endif
 }
 
+fiber &current() { return B.fibers[B.cur]; }
+
 void fiber_main() {
 #if SSEMU_ASAN
   __sanitizer_finish_switch_fiber(nullptr, &B.sched_stack_bottom, &B.sched_stack_size);
 #endif
   (*B.body)();
-  fiber &f = B.fibers[B.cur];
+  fiber &f = current();
   f.state = F_DONE;
   switch_out(f, true);
   __builtin_unreachable();
@@ -182,8 +184,6 @@ void start_fiber(fiber &f, int index) {
   f.shfl_seq = 0;
   f.asan_fake = nullptr;
 }
-
-fiber &current() { return B.fibers[B.cur]; }
 
 std::string where(const fiber &f) {
   char buf[160];
@@ -212,9 +212,25 @@ void watchdog(const fiber &f) {
                 " s (SSEMU_KERNEL_TIMEOUT_S): a loop that never ends?");
 }
 
-void warp_barrier(const char *what) {
+/* The current fiber arrives at a barrier of the `count` fibers from `first` (a warp or the
+ * block): the last to arrive releases the others (state `waiting` -> F_RUN) and goes on; the
+ * others switch out until released. */
+void arrive(int &arrived, int first, int count, fiber_state waiting, const char *what) {
   fiber &f = current();
   watchdog(f);
+  if (++arrived == count) {
+    arrived = 0;
+    for (int i = first; i < first + count; i++)
+      if (B.fibers[i].state == waiting) B.fibers[i].state = F_RUN;
+    return;
+  }
+  f.state = waiting;
+  f.waiting_at = what;
+  switch_out(f, false);
+}
+
+void warp_barrier(const char *what) {
+  fiber &f = current();
   warp_state &w = B.warps[f.warp];
   if (w.arrived == 0) {
     w.kind = what;
@@ -222,15 +238,7 @@ void warp_barrier(const char *what) {
     abort_block(where(f) + ": warp divergence: lane " + std::to_string(f.lane) + " reached " + what +
                 " while other lanes of its warp wait at " + w.kind);
   }
-  if (++w.arrived == w.size) {
-    w.arrived = 0;
-    for (int i = f.warp * 32; i < f.warp * 32 + w.size; i++)
-      if (B.fibers[i].state == F_WAIT_WARP) B.fibers[i].state = F_RUN;
-    return;
-  }
-  f.state = F_WAIT_WARP;
-  f.waiting_at = what;
-  switch_out(f, false);
+  arrive(w.arrived, f.warp * 32, w.size, F_WAIT_WARP, what);
 }
 
 } // namespace
@@ -255,22 +263,10 @@ unsigned long long ssemu::shfl_xor_bits(unsigned mask, unsigned long long bits, 
   unsigned buf = f.shfl_seq++ & 1u;
   w.slots[buf][f.lane] = bits;
   warp_barrier("__shfl_xor_sync");
-  return B.warps[current().warp].slots[buf][current().lane ^ lane_mask];
+  return w.slots[buf][f.lane ^ lane_mask]; /* f and w stay valid: nothing grows during a launch */
 }
 
-void ssemu::sync_block() {
-  fiber &f = current();
-  watchdog(f);
-  if (++B.arrived == B.n) {
-    B.arrived = 0;
-    for (int i = 0; i < B.n; i++)
-      if (B.fibers[i].state == F_WAIT_BLOCK) B.fibers[i].state = F_RUN;
-    return;
-  }
-  f.state = F_WAIT_BLOCK;
-  f.waiting_at = "__syncthreads";
-  switch_out(f, false);
-}
+void ssemu::sync_block() { arrive(B.arrived, 0, B.n, F_WAIT_BLOCK, "__syncthreads"); }
 
 /* Run one block to completion (or to a fault). */
 static void run_block(bool reverse) {
@@ -444,6 +440,6 @@ void ssemu::submit(const char *name, const launch_cfg &c, std::function<void()> 
     return;
   }
   launch_cfg cfg = c;
-  cudaError_t e = enqueue(c.stream, name, [kname, cfg, body]() { run_kernel(kname, cfg, body); });
+  cudaError_t e = enqueue(c.stream, [kname, cfg, body]() { run_kernel(kname, cfg, body); });
   if (e != cudaSuccess) fail(e);
 }

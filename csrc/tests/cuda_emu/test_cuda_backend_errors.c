@@ -4,6 +4,7 @@
  *     and a message, nothing leaks or crashes;
  *   - a KV cache that cannot grow: the step fails with SS_ERR_OUT_OF_MEMORY, the sequence is
  *     unchanged, and the same step succeeds once memory is there, with the CPU backend's logits;
+ *   - healthy decode steps replay a CUDA graph (the path the GPU benchmark times);
  *   - a launch error while a decode step is captured into a CUDA graph: the step still succeeds
  *     (eagerly), graphs are turned off with a note, results stay right;
  *   - a device fault (sticky, like an illegal address): that step and every later one fail with
@@ -26,16 +27,6 @@ static ss_model *load_model(void) {
   ss_model_info info = gpu_info_stories260k();
   CHECK(gpu_model_random(&info, 3, 0.3f, 0, &m) == 0, "synthetic model: %s", ss_last_error());
   return m;
-}
-
-static double rel_err(const float *a, const float *ref, int n) {
-  double num = 0, den = 0;
-  for (int i = 0; i < n; i++) {
-    double d = (double)a[i] - ref[i];
-    num += d * d;
-    den += (double)ref[i] * ref[i];
-  }
-  return sqrt(num / (den > 0 ? den : 1));
 }
 
 static ss_engine *cuda_engine(const ss_model *m) {
@@ -98,12 +89,32 @@ static void test_kv_growth_oom(const ss_model *m, ss_engine *cpu) {
   rc = ss_engine_step(g, 1, &sg, &n, toks, &fl, NULL, NULL, lg, NULL);
   CHECK(rc == 0, "the same step once memory is there: %s", ss_last_error());
   CHECK(ss_engine_step(cpu, 1, &sc, &n, toks, &fl, NULL, NULL, lc, NULL) == 0, "cpu: %s", ss_last_error());
-  double e = rel_err(lg, lc, vocab);
+  double e = rel_l2_error(lg, lc, vocab);
   CHECK(rc == 0 && e < 2e-2, "logits after the retried step vs CPU: rel err %.3g", e);
   ss_seq_free(cpu, sc);
   ss_engine_free(g);
   free(lg);
   free(lc);
+}
+
+/* Healthy decode steps of one shape run from a CUDA graph from the second step on (the first
+ * warms up eagerly); graph_launches counts them. */
+static void test_decode_uses_graphs(const ss_model *m) {
+  ss_engine *g = cuda_engine(m);
+  if (!g) return;
+  int32_t sg = new_seq(g);
+  int32_t one = 1, fl = SS_STEP_SAMPLE, tok = 1, out = 0;
+  ssemu_stats before, after;
+  ssemu_get_stats(&before);
+  for (int s = 0; s < 5; s++) {
+    CHECK(ss_engine_step(g, 1, &sg, &one, &tok, &fl, NULL, &out, NULL, NULL) == 0, "step: %s", ss_last_error());
+    tok = out;
+  }
+  ssemu_get_stats(&after);
+  CHECK(after.graph_launches - before.graph_launches == 4, "decode steps 2-5 replay a graph: %llu launches",
+        after.graph_launches - before.graph_launches);
+  CHECK(ss_cuda_graph_note()[0] == 0, "no graph note on a healthy run: '%s'", ss_cuda_graph_note());
+  ss_engine_free(g);
 }
 
 static void test_capture_failure(const ss_model *m, ss_engine *cpu) {
@@ -114,17 +125,21 @@ static void test_capture_failure(const ss_model *m, ss_engine *cpu) {
   float *lg = malloc(sizeof(float) * (size_t)vocab), *lc = malloc(sizeof(float) * (size_t)vocab);
   int32_t one = 1, fl = SS_STEP_LOGITS | SS_STEP_SAMPLE, tok = 1, out_g = 0, out_c = 0;
   double worst = 0;
+  ssemu_stats before, after;
+  ssemu_get_stats(&before);
   for (int s = 0; s < 6; s++) {
     /* step 0 runs eagerly (warm-up of the shape), step 1 is captured: its first launch fails */
     if (s == 1) ssemu_inject_launch_error(0, cudaErrorInvalidConfiguration);
     int rc = ss_engine_step(g, 1, &sg, &one, &tok, &fl, NULL, &out_g, lg, NULL);
     CHECK(rc == 0, "decode step %d with a failed capture: %s", s, ss_last_error());
     CHECK(ss_engine_step(cpu, 1, &sc, &one, &tok, &fl, NULL, &out_c, lc, NULL) == 0, "cpu: %s", ss_last_error());
-    double e = rel_err(lg, lc, vocab);
+    double e = rel_l2_error(lg, lc, vocab);
     if (e > worst) worst = e;
     tok = out_c;
   }
   CHECK(worst < 2e-2, "logits with graphs turned off vs CPU: rel err %.3g", worst);
+  ssemu_get_stats(&after);
+  CHECK(after.graph_launches == before.graph_launches, "no graph launched after the failed capture");
   CHECK(strstr(ss_cuda_graph_note(), "capture failed") != NULL, "graph note: '%s'", ss_cuda_graph_note());
   ss_seq_free(cpu, sc);
   ss_engine_free(g);
@@ -157,6 +172,7 @@ int main(void) {
   CHECK(ss_engine_create(m, &cp, &cpu) == 0, "cpu engine: %s", ss_last_error());
   test_oom_at_create(m);
   test_kv_growth_oom(m, cpu);
+  test_decode_uses_graphs(m);
   test_capture_failure(m, cpu);
   test_device_fault(m);
   ss_engine_free(cpu);

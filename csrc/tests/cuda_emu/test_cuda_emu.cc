@@ -225,16 +225,16 @@ static void test_graphs() {
 static void test_gemm_case(int dtype, int M, int N, int K, int accumulate, bool misalign) {
   std::vector<uint16_t> xh((size_t)M * K + 8), wh((size_t)N * K + 8);
   std::vector<float> xf(xh.size()), wf(wh.size());
-  for (size_t i = 0; i < xh.size(); i++) {
-    float f = ((int)(next_u32() % 2001) - 1000) / 1000.0f;
-    xh[i] = dtype == SSK_F16 ? __float2half_rn(f).bits : __float2bfloat16_rn(f).bits;
-    xf[i] = dtype == SSK_F16 ? __half2float(__half{xh[i]}) : __bfloat162float(__nv_bfloat16{xh[i]});
-  }
-  for (size_t i = 0; i < wh.size(); i++) {
-    float f = ((int)(next_u32() % 2001) - 1000) / 1000.0f;
-    wh[i] = dtype == SSK_F16 ? __float2half_rn(f).bits : __float2bfloat16_rn(f).bits;
-    wf[i] = dtype == SSK_F16 ? __half2float(__half{wh[i]}) : __bfloat162float(__nv_bfloat16{wh[i]});
-  }
+  /* random values in [-1, 1] stored in dtype (h) and their exact value (f) */
+  auto fill = [dtype](std::vector<uint16_t> &h, std::vector<float> &f) {
+    for (size_t i = 0; i < h.size(); i++) {
+      float v = ((int)(next_u32() % 2001) - 1000) / 1000.0f;
+      h[i] = dtype == SSK_F16 ? __float2half_rn(v).bits : __float2bfloat16_rn(v).bits;
+      f[i] = dtype == SSK_F16 ? __half2float(__half{h[i]}) : __bfloat162float(__nv_bfloat16{h[i]});
+    }
+  };
+  fill(xh, xf);
+  fill(wh, wf);
   const int o = misalign ? 1 : 0; /* one element off: 16-byte vector loads must not be used */
   uint16_t *dx, *dw;
   float *dy;

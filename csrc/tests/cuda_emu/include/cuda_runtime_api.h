@@ -129,9 +129,9 @@ cudaError_t cudaEventRecord(cudaEvent_t event, cudaStream_t stream);
 cudaError_t cudaEventSynchronize(cudaEvent_t event);
 cudaError_t cudaEventElapsedTime(float *ms, cudaEvent_t start, cudaEvent_t end);
 
-/* Emulator only: counters for tests (kernel launches executed, graph launches, ops replayed). */
+/* Emulator only: counters for tests (kernel launches executed, CUDA graph launches). */
 typedef struct ssemu_stats {
-  unsigned long long kernels_run, graph_launches, graph_ops_replayed, bytes_allocated_peak;
+  unsigned long long kernels_run, graph_launches;
 } ssemu_stats;
 void ssemu_get_stats(ssemu_stats *out);
 /* Emulator only: clear a device fault; make the launch after `after` more launches fail with `err`
