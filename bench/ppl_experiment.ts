@@ -49,7 +49,7 @@ async function sampleStream(
   while (stream.length < n) {
     const seq = engine.createSequence({
       policy: "dense",
-      window: maxSeqLen,
+      capacity: maxSeqLen,
       temperature: 1,
       seed: seed + story++,
     });
@@ -84,7 +84,7 @@ for (const r of runs) {
     model: values.model!,
     tokens: stream,
     policy: r.policy,
-    window: r.window,
+    capacity: r.window,
     sinks: r.sinks,
   });
   segHeader = res.segments.map((s) => `${s.start}-${s.end}`);

@@ -3,7 +3,7 @@
  *
  *   const model = await loadModel("/path/to/model");          // HF folder or llama2.c .bin
  *   const engine = await createEngine(model, { threads: 2 });
- *   const seq = engine.createSequence({ policy: "streaming", sinks: 4, window: 256 });
+ *   const seq = engine.createSequence({ policy: "streaming", sinks: 4, capacity: 256 });
  *   const [r] = await engine.step([{ seq, tokens: [1] }]);    // r.token = next token
  *   engine.close(); model.close();
  *
@@ -247,7 +247,7 @@ async function probeKvBytesPerToken(engine: NativeEngine): Promise<number> {
   const fallback = 2 * i.nLayers * i.nKvHeads * i.headDim * (engine.backend === "cuda" ? 2 : 4);
   let seq: number | null = null;
   try {
-    seq = engine.createSequence({ policy: "window", window: 1 });
+    seq = engine.createSequence({ policy: "window", capacity: 1 });
     const token = i.bosTokenId >= 0 && i.bosTokenId < i.vocabSize ? i.bosTokenId : 0;
     await engine.step([{ seq, tokens: [token], sample: false }]);
     const st = engine.stats(seq);
@@ -344,8 +344,8 @@ export class NativeEngine implements Engine {
     }
     const sinks = intOption("sinks", options.sinks, 0);
     if (sinks !== undefined) dv.setInt32(4, sinks, true);
-    const window = intOption("window", options.window, 1);
-    if (window !== undefined) dv.setInt32(8, window, true);
+    const capacity = intOption("capacity", options.capacity, 1);
+    if (capacity !== undefined) dv.setInt32(8, capacity, true);
     writeSampling(dv, options);
     const id = new Int32Array(1);
     check(native().ss_seq_create(eng, buf, id));
@@ -375,7 +375,7 @@ export class NativeEngine implements Engine {
     return {
       cached: dv.getInt32(0, true),
       sinks: dv.getInt32(4, true),
-      window: dv.getInt32(8, true),
+      capacity: dv.getInt32(8, true),
       policy: POLICIES[dv.getInt32(12, true)] ?? "streaming",
       seen: Number(dv.getBigInt64(16, true)),
       evicted: Number(dv.getBigInt64(24, true)),

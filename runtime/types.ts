@@ -5,6 +5,8 @@
  * implements the same interfaces. This file must not import FFI code.
  */
 
+import type { SinkstreamError } from "./errors.ts";
+
 export type CachePolicy = "streaming" | "window" | "dense";
 export type BackendName = "cpu" | "cuda";
 
@@ -45,7 +47,7 @@ export interface SequenceOptions extends SamplingOptions {
   /** Attention sinks (streaming only). Default 4. */
   sinks?: number;
   /** Cache capacity W in tokens, sinks and newest token included. Default: model maxSeqLen. */
-  window?: number;
+  capacity?: number;
 }
 
 /** Cache statistics of one sequence (mirrors ss_seq_stats). */
@@ -55,7 +57,7 @@ export interface CacheStats {
   cached: number;
   sinks: number;
   /** Capacity W. */
-  window: number;
+  capacity: number;
   /** Tokens fed since creation. */
   seen: number;
   /** Tokens evicted since creation. */
@@ -77,10 +79,15 @@ export interface StepItem {
 }
 
 export interface StepResult {
-  /** Sampled token, or -1 when sample was false. */
+  /** Sampled token, or -1 when sample was false or the item failed. */
   token: number;
   logits?: Float32Array;
   targetLogprob?: number;
+  /**
+   * Set when this item alone failed (e.g. a dense sequence without room, an unknown sequence): nothing of
+   * it was fed and its sequence is unchanged; the other items of the step ran as if it were not there.
+   */
+  error?: SinkstreamError;
 }
 
 /**
@@ -104,7 +111,11 @@ export interface Engine extends Disposable {
   stats(seq: number): CacheStats;
   /** Stream indices of the cached tokens in cache order. */
   cacheIndices(seq: number): number[];
-  /** One batched forward; runs off the event loop. */
+  /**
+   * One batched forward; runs off the event loop. An item that fails on its own gets `error` in its
+   * result and the rest run; the promise rejects only when the step as a whole failed (see sinkstream.h
+   * for the state of the sequences then).
+   */
   step(items: StepItem[]): Promise<StepResult[]>;
   close(): void;
 }

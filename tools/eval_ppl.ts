@@ -38,7 +38,7 @@ await runMain(USAGE, async () => {
     tokens,
     policy,
     sinks: optNumber(f.sinks, "sinks", { integer: true, min: 0 }),
-    window: optNumber(f.window, "window", { integer: true, min: 1 }),
+    capacity: optNumber(f.window, "window", { integer: true, min: 1 }),
     threads: optNumber(f.threads, "threads", { integer: true, min: 0 }),
     onProgress: json ? undefined : (done, total) => {
       if (Deno.stderr.isTerminal()) {
@@ -53,7 +53,7 @@ await runMain(USAGE, async () => {
   }
   if (Deno.stderr.isTerminal()) Deno.stderr.writeSync(new TextEncoder().encode("\r"));
   console.log(
-    `policy=${r.policy} sinks=${r.sinks} window=${r.window} tokens=${r.nTokens} ` +
+    `policy=${r.policy} sinks=${r.sinks} window=${r.capacity} tokens=${r.nTokens} ` +
       `(model trained at ${r.maxSeqLen}) time=${r.seconds.toFixed(2)}s`,
   );
   for (const s of r.segments) {

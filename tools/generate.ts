@@ -55,7 +55,7 @@ await runMain(USAGE, async () => {
     topK: optNumber(f["top-k"], "top-k", { integer: true, min: 0 }),
     seed: optNumber(f.seed, "seed", { integer: true, min: 0 }),
     sinks: optNumber(f.sinks, "sinks", { integer: true, min: 0 }),
-    window: optNumber(f.window, "window", { integer: true, min: 1 }),
+    capacity: optNumber(f.window, "window", { integer: true, min: 1 }),
     policy: optChoice(f.policy, "policy", ["streaming", "window", "dense"] as const),
     threads: optNumber(f.threads, "threads", { integer: true, min: 0 }),
     onText: async (s) => {
@@ -69,7 +69,7 @@ await runMain(USAGE, async () => {
       `[${r.promptTokens.length} prompt tokens in ${
         r.prefillSeconds.toFixed(3)
       } s, ${r.tokens.length} generated ` +
-        `(${tps.toFixed(1)} tok/s), stop: ${r.stopReason}, cache ${r.stats.cached}/${r.stats.window} ` +
+        `(${tps.toFixed(1)} tok/s), stop: ${r.stopReason}, cache ${r.stats.cached}/${r.stats.capacity} ` +
         `(${r.stats.policy}, evicted ${r.stats.evicted})]`,
     );
   }

@@ -106,7 +106,7 @@ export async function chatCompletions(c: Context, deps: CompletionDeps): Promise
   const conv = new Conversation({
     policy: cfg.policy,
     sinks: cfg.sinks,
-    window: cfg.window > 0 ? cfg.window : undefined,
+    capacity: cfg.window > 0 ? cfg.window : undefined,
   });
   const stops = req.stop == null ? [] : typeof req.stop === "string" ? [req.stop] : req.stop;
   const matcher = new StopMatcher(stops);

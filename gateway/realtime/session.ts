@@ -105,7 +105,7 @@ export class RealtimeSession {
     o.policy = (this.ext.policy ?? c.policy) as CachePolicy;
     o.sinks = this.ext.sinks ?? c.sinks;
     const w = this.ext.window ?? c.window;
-    o.window = w > 0 ? w : undefined;
+    o.capacity = w > 0 ? w : undefined;
   }
 
   sessionObject(): Record<string, unknown> {
@@ -531,7 +531,7 @@ export class RealtimeSession {
       sinkstream: {
         policy: st?.policy ?? this.conv.options.policy,
         sinks: st?.sinks ?? 0,
-        window: st?.window ?? this.ctx.scheduler.capacityOf(this.conv.options),
+        window: st?.capacity ?? this.ctx.scheduler.capacityOf(this.conv.options),
         cached_tokens: st?.cached ?? 0,
         seen_tokens: st?.seen ?? 0,
         evicted_tokens: st?.evicted ?? 0,

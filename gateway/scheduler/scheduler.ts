@@ -186,7 +186,7 @@ export class Scheduler {
 
   /** Capacity in tokens a conversation with these options may hold. */
   capacityOf(options: SequenceOptions): number {
-    const w = options.window ?? 0;
+    const w = options.capacity ?? 0;
     return w > 0 ? w : this.engine.info.maxSeqLen;
   }
 

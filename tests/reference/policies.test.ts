@@ -51,10 +51,10 @@ function expectedIndices(p: RefPolicy, seen: number): number[] {
 
 function seqOptions(p: RefPolicy, denseCapacity = 256): SequenceOptions {
   if (p.kind === "streaming") {
-    return { policy: "streaming", sinks: p.sinks, window: p.window, temperature: 0 };
+    return { policy: "streaming", sinks: p.sinks, capacity: p.window, temperature: 0 };
   }
-  if (p.kind === "window") return { policy: "window", window: p.window, temperature: 0 };
-  return { policy: "dense", window: denseCapacity, temperature: 0 };
+  if (p.kind === "window") return { policy: "window", capacity: p.window, temperature: 0 };
+  return { policy: "dense", capacity: denseCapacity, temperature: 0 };
 }
 
 async function withEngine(fn: (engine: Engine) => Promise<void>, path = MODEL_PATH): Promise<void> {
@@ -105,7 +105,7 @@ async function checkOneByOne(policy: RefPolicy, n: number, path = MODEL_PATH): P
     assert.equal(st.cached, cached);
     assert.equal(st.evicted, n - cached);
     assert.equal(st.sinks, policy.kind === "streaming" ? policy.sinks : 0);
-    assert.equal(st.window, policy.kind === "dense" ? 256 : policy.window);
+    assert.equal(st.capacity, policy.kind === "dense" ? 256 : policy.window);
   }, path);
   console.log(`  ${policy.kind}: max rel err ${worst.toExponential(3)} at step ${worstAt}`);
   return worst;

@@ -33,7 +33,7 @@ Deno.test({
 async function greedyStream(backend: "cpu" | "cuda", n: number): Promise<number[]> {
   using model = await loadModel(BIN);
   using engine = await createEngine(model, { backend, threads: 1 });
-  const seq = engine.createSequence({ policy: "streaming", sinks: 4, window: 32 });
+  const seq = engine.createSequence({ policy: "streaming", sinks: 4, capacity: 32 });
   const out: number[] = [];
   let t = model.info.bosTokenId;
   for (let i = 0; i < n; i++) {

@@ -145,13 +145,13 @@ Deno.test("bad step inputs: typed errors and the sequence is unchanged", async (
   assert.throws(() => engine.freeSequence(9999), NotFoundError);
   assert.throws(() => engine.stats(9999), NotFoundError);
   assert.throws(() => engine.createSequence({ policy: "bogus" as "dense" }), InvalidArgumentError);
-  assert.throws(() => engine.createSequence({ window: 0 }), InvalidArgumentError);
+  assert.throws(() => engine.createSequence({ capacity: 0 }), InvalidArgumentError);
 });
 
 Deno.test("dense sequence without room: ContextFullError", async () => {
   using model = await loadModel(BIN);
   using engine = await createEngine(model, { threads: 1 });
-  const seq = engine.createSequence({ policy: "dense", window: 4 });
+  const seq = engine.createSequence({ policy: "dense", capacity: 4 });
   await engine.step([{ seq, tokens: [1, 403, 407, 261], sample: false }]);
   await assert.rejects(engine.step([{ seq, tokens: [378] }]), ContextFullError);
   assert.equal(engine.stats(seq).cached, 4);
@@ -160,19 +160,19 @@ Deno.test("dense sequence without room: ContextFullError", async () => {
 Deno.test("streaming cache keeps sinks + recent window; stats and cacheIndices", async () => {
   using model = await loadModel(BIN);
   using engine = await createEngine(model, { threads: 1 });
-  const seq = engine.createSequence({ policy: "streaming", sinks: 4, window: 8 });
+  const seq = engine.createSequence({ policy: "streaming", sinks: 4, capacity: 8 });
   const toks = Array.from({ length: 20 }, (_, i) => 3 + i);
   await engine.step([{ seq, tokens: toks, sample: false }]);
   const st = engine.stats(seq);
   assert.equal(st.policy, "streaming");
   assert.equal(st.cached, 8);
   assert.equal(st.sinks, 4);
-  assert.equal(st.window, 8);
+  assert.equal(st.capacity, 8);
   assert.equal(st.seen, 20);
   assert.equal(st.evicted, 12);
   assert.ok(st.bytes > 0);
   assert.deepEqual(engine.cacheIndices(seq), [0, 1, 2, 3, 16, 17, 18, 19]);
-  const w = engine.createSequence({ policy: "window", window: 5 });
+  const w = engine.createSequence({ policy: "window", capacity: 5 });
   await engine.step([{ seq: w, tokens: toks, sample: false }]);
   assert.deepEqual(engine.cacheIndices(w), [15, 16, 17, 18, 19]);
   assert.equal(engine.stats(w).sinks, 0);
@@ -215,7 +215,7 @@ Deno.test("logits and target log-probabilities agree; seeded sampling is reprodu
 Deno.test("step runs off the event loop; overlapping calls are rejected; close is deferred", async () => {
   using model = await loadModel(BIN);
   const engine = await createEngine(model, { threads: 1, maxBatchTokens: 4096 });
-  const seqs = Array.from({ length: 8 }, () => engine.createSequence({ policy: "dense", window: 600 }));
+  const seqs = Array.from({ length: 8 }, () => engine.createSequence({ policy: "dense", capacity: 600 }));
   const items = seqs.map((seq, k) => ({
     seq,
     tokens: Array.from({ length: 512 }, (_, i) => 3 + ((i * 7 + k) % 500)),

@@ -73,7 +73,7 @@ Deno.test("eval-ppl CLI: every policy prints a finite ppl= last line", async () 
 Deno.test("evalPerplexity: dense past the training length runs; recompute equals dense within the window", async () => {
   const tokens = await storyTokens(600); // > 512 = stories260K's training length
   const dense = await evalPerplexity({ model: BIN, tokens, policy: "dense", threads: 1 });
-  assert.equal(dense.window, 600);
+  assert.equal(dense.capacity, 600);
   assert.equal(dense.count, 599);
   assert.ok(Number.isFinite(dense.ppl));
   assert.equal(dense.segments.length, 2);
@@ -83,15 +83,21 @@ Deno.test("evalPerplexity: dense past the training length runs; recompute equals
   // Short stream, window larger than the stream: recompute sees the same context as dense.
   const short = tokens.slice(0, 40);
   const d = await evalPerplexity({ model: BIN, tokens: short, policy: "dense", threads: 1 });
-  const r = await evalPerplexity({ model: BIN, tokens: short, policy: "recompute", window: 64, threads: 1 });
+  const r = await evalPerplexity({
+    model: BIN,
+    tokens: short,
+    policy: "recompute",
+    capacity: 64,
+    threads: 1,
+  });
   for (let i = 0; i < d.nlls.length; i++) assert.ok(Math.abs(d.nlls[i] - r.nlls[i]) < 1e-3, `token ${i + 1}`);
   // With a window of 16, recompute and window differ only by the windowing scheme, both finite.
-  const w = await evalPerplexity({ model: BIN, tokens: short, policy: "window", window: 16, threads: 1 });
+  const w = await evalPerplexity({ model: BIN, tokens: short, policy: "window", capacity: 16, threads: 1 });
   const s = await evalPerplexity({
     model: BIN,
     tokens: short,
     policy: "streaming",
-    window: 16,
+    capacity: 16,
     sinks: 4,
     threads: 1,
   });

@@ -58,7 +58,7 @@ Deno.test("generate(): prompt continuation streams text; streaming window evicts
     model: HF,
     prompt: "Once upon a time, there was a little girl named Lily.",
     maxTokens: 120,
-    window: 32,
+    capacity: 32,
     sinks: 4,
     threads: 1,
     onText: (s) => {
@@ -67,7 +67,7 @@ Deno.test("generate(): prompt continuation streams text; streaming window evicts
   });
   assert.equal(pieces.join(""), r.text);
   assert.ok(r.text.startsWith(" She loved to play outside in the park."), JSON.stringify(r.text));
-  assert.equal(r.stats.window, 32);
+  assert.equal(r.stats.capacity, 32);
   assert.equal(r.stats.cached, 32);
   assert.ok(r.stats.evicted > 0);
   // Seeded sampling is reproducible.

@@ -19,7 +19,7 @@ export interface EvalOptions {
   policy: EvalPolicy;
   sinks?: number;
   /** Cache capacity W. Default: the model's training length (dense: the stream length). */
-  window?: number;
+  capacity?: number;
   threads?: number;
   /** Segment length for per-segment perplexity (default 512). */
   segment?: number;
@@ -38,7 +38,7 @@ export interface SegmentResult {
 export interface EvalResult {
   policy: EvalPolicy;
   sinks: number;
-  window: number;
+  capacity: number;
   nTokens: number;
   /** Predicted tokens (nTokens - 1). */
   count: number;
@@ -99,10 +99,10 @@ async function streamNlls(
   tokens: number[],
   policy: CachePolicy,
   sinks: number,
-  window: number,
+  capacity: number,
   onProgress?: (done: number, total: number) => void,
 ): Promise<number[]> {
-  const seq = engine.createSequence({ policy, sinks, window });
+  const seq = engine.createSequence({ policy, sinks, capacity });
   const nlls: number[] = [];
   const total = tokens.length - 1;
   for (let i = 0; i < total; i++) {
@@ -117,16 +117,16 @@ async function streamNlls(
 async function recomputeNlls(
   engine: NativeEngine,
   tokens: number[],
-  window: number,
+  capacity: number,
   onProgress?: (done: number, total: number) => void,
 ): Promise<number[]> {
   const nlls: number[] = [];
   const total = tokens.length - 1;
   const chunk = engine.maxBatchTokens;
   for (let i = 0; i < total; i++) {
-    const ctx = tokens.slice(Math.max(0, i + 1 - window), i + 1);
+    const ctx = tokens.slice(Math.max(0, i + 1 - capacity), i + 1);
     // Capacity has a floor of 2 tokens in the engine; only ctx.length of it is used.
-    const seq = engine.createSequence({ policy: "dense", window: Math.max(2, ctx.length) });
+    const seq = engine.createSequence({ policy: "dense", capacity: Math.max(2, ctx.length) });
     try {
       let lp: number | undefined;
       for (let off = 0; off < ctx.length; off += chunk) {
@@ -175,25 +175,25 @@ export async function evalPerplexity(opts: EvalOptions): Promise<EvalResult> {
   using model = await loadModel(opts.model);
   validateTokens(opts.tokens, model.info.vocabSize);
   const sinks = opts.policy === "streaming" ? (opts.sinks ?? 4) : 0;
-  const window = opts.window ?? (opts.policy === "dense" ? opts.tokens.length : model.info.maxSeqLen);
-  const maxBatchTokens = opts.policy === "recompute" ? Math.max(512, Math.min(window, 4096)) : undefined;
+  const capacity = opts.capacity ?? (opts.policy === "dense" ? opts.tokens.length : model.info.maxSeqLen);
+  const maxBatchTokens = opts.policy === "recompute" ? Math.max(512, Math.min(capacity, 4096)) : undefined;
   using engine = await createEngine(model, { threads: opts.threads, maxBatchTokens });
-  if (opts.policy === "dense" && window < opts.tokens.length - 1) {
+  if (opts.policy === "dense" && capacity < opts.tokens.length - 1) {
     throw new EvalInputError(
-      `dense cache of ${window} tokens cannot hold a ${opts.tokens.length}-token stream ` +
+      `dense cache of ${capacity} tokens cannot hold a ${opts.tokens.length}-token stream ` +
         `(omit --window or pass at least ${opts.tokens.length - 1})`,
     );
   }
   const t0 = performance.now();
   const nlls = opts.policy === "recompute"
-    ? await recomputeNlls(engine, opts.tokens, window, opts.onProgress)
-    : await streamNlls(engine, opts.tokens, opts.policy, sinks, window, opts.onProgress);
+    ? await recomputeNlls(engine, opts.tokens, capacity, opts.onProgress)
+    : await streamNlls(engine, opts.tokens, opts.policy, sinks, capacity, opts.onProgress);
   const seconds = (performance.now() - t0) / 1000;
   const { nll, segments } = summarise(nlls, opts.segment ?? 512);
   return {
     policy: opts.policy,
     sinks,
-    window,
+    capacity,
     nTokens: opts.tokens.length,
     count: nlls.length,
     nll,

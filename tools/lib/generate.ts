@@ -18,7 +18,7 @@ export interface GenerateOptions {
   seed?: number;
   policy?: CachePolicy;
   sinks?: number;
-  window?: number;
+  capacity?: number;
   threads?: number;
   /** Stop at EOS (default true). */
   stopAtEos?: boolean;
@@ -52,7 +52,7 @@ export async function generate(opts: GenerateOptions): Promise<GenerateResult> {
   const seq = engine.createSequence({
     policy: opts.policy,
     sinks: opts.sinks,
-    window: opts.window,
+    capacity: opts.capacity,
     temperature: opts.temperature ?? 0,
     topP: opts.topP,
     topK: opts.topK,

@@ -45,7 +45,7 @@ class FakeCountingEngine implements Engine {
       policy: "streaming",
       cached: Math.min(n, 64),
       sinks: 4,
-      window: 64,
+      capacity: 64,
       seen: n,
       evicted: 0,
       bytes: n,
