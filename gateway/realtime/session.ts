@@ -143,11 +143,14 @@ export class RealtimeSession implements ResponseHost {
     this.send({ type: "session.created", session: this.sessionObject() });
   }
 
-  /** Socket closed: cancel the running response; keep the cache for `ttlMs` then free it. */
+  /**
+   * Socket closed: cancel the running response; keep the session (its cache, and the items not yet
+   * answered) for `ttlMs` then free it. A session that holds neither expires at once.
+   */
   detach(ttlMs: number, onExpire: () => void): void {
     this.socket = null;
     this.active?.run.cancel("disconnected");
-    if (ttlMs <= 0 || !this.conv.started) {
+    if (ttlMs <= 0 || (!this.conv.started && this.#items.length === 0)) {
       onExpire();
       return;
     }
