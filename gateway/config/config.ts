@@ -42,7 +42,7 @@ export const ConfigSchema = z.object({
   prefillChunk: positiveInt.default(128),
   /** Default max output tokens of a response. */
   maxOutputTokens: positiveInt.default(256),
-  /** Default sampling temperature of a response that does not set one, Realtime and HTTP alike (D??). */
+  /** Temperature of a response that does not set one, Realtime and HTTP alike (decisions.md). */
   temperature: TemperatureSchema.default(0),
   cacheDir: z.string().min(1).optional(),
   modelName: z.string().min(1).optional(),

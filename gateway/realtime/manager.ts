@@ -8,12 +8,12 @@
  * Resume: `?session_id=…&resume_token=…` reattaches to a detached session.
  */
 import type { Context } from "hono";
-import { apiError, type ErrorCode } from "../errors.ts";
+import type { ErrorCode } from "../errors.ts";
 import { openaiError } from "../http/errors.ts";
 import { isRefusal, type Refusal, SHUTTING_DOWN, type Slot } from "../response/admission.ts";
 import type { SessionContext, SessionSocket } from "./session.ts";
 import { RealtimeSession } from "./session.ts";
-import { newEventId } from "./protocol.ts";
+import { errorEvent, newEventId } from "./protocol.ts";
 
 function safeEqual(a: string, b: string): boolean {
   if (a.length !== b.length) return false;
@@ -63,11 +63,7 @@ export class SessionManager {
 
   #reject(socket: WebSocket, code: ErrorCode, message: string, closeCode: number): void {
     try {
-      socket.send(JSON.stringify({
-        type: "error",
-        event_id: newEventId(),
-        error: { ...apiError(code, message), event_id: null },
-      }));
+      socket.send(JSON.stringify({ event_id: newEventId(), ...errorEvent(code, message) }));
       socket.close(closeCode, code);
     } catch { /* already gone */ }
   }

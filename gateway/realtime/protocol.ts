@@ -1,10 +1,11 @@
 /**
  * The text subset of the OpenAI Realtime API event protocol: zod schemas of
  * the client events we accept, the client event types we refuse as
- * unsupported, and the ids of server events. (Error codes: gateway/errors.ts.)
+ * unsupported, the `error` event, and the ids of server events.
  */
 import { z } from "zod";
 import { TemperatureSchema } from "../config/config.ts";
+import { apiError, type ErrorCode } from "../errors.ts";
 
 /** Our namespaced extension of `session` (session.update) — cache and sampling settings. */
 export const SinkstreamSessionSchema = z.object({
@@ -121,4 +122,14 @@ export function zodMessage(err: z.ZodError): { message: string; param: string | 
   const issue = err.issues[0];
   const param = issue.path.length ? issue.path.join(".") : null;
   return { message: param ? `${param}: ${issue.message}` : issue.message, param };
+}
+
+/** The `error` server event; `eventId` is the offending client event's id. */
+export function errorEvent(
+  code: ErrorCode,
+  message: string,
+  eventId: string | null = null,
+  param: string | null = null,
+): Record<string, unknown> {
+  return { type: "error", error: { ...apiError(code, message, param), event_id: eventId } };
 }

@@ -8,11 +8,12 @@
  */
 import type { ChatMessage } from "../chat/template.ts";
 import type { Config } from "../config/config.ts";
-import { apiError, type ErrorCode } from "../errors.ts";
+import type { ErrorCode } from "../errors.ts";
 import { sequenceOptions } from "../response/options.ts";
 import { type ResponseContext, ResponseRun } from "../response/runner.ts";
 import { Conversation } from "../scheduler/scheduler.ts";
 import {
+  errorEvent,
   ItemCreateSchema,
   newEventId,
   newId,
@@ -127,10 +128,7 @@ export class RealtimeSession implements ResponseHost {
   }
 
   sendError(code: ErrorCode, message: string, clientEventId?: string | null, param?: string | null): void {
-    this.send({
-      type: "error",
-      error: { ...apiError(code, message, param ?? null), event_id: clientEventId ?? null },
-    });
+    this.send(errorEvent(code, message, clientEventId ?? null, param ?? null));
   }
 
   /** Attach a socket (first connection or resume) and greet it. */
