@@ -96,7 +96,12 @@ export class ResponseRun {
 
   constructor(readonly ctx: ResponseContext, readonly spec: ResponseSpec, readonly sink: ResponseSink) {
     this.started = new Promise((r) => (this.#started = r));
-    this.done = this.#run();
+    this.done = this.#run().catch((e) => {
+      // A bug, not a client error: end the response as failed rather than leave it hanging.
+      this.#job?.cancel("error");
+      this.#started(null);
+      return this.#finished({ reason: "error", error: e as Error }, "");
+    });
   }
 
   /** End the response (at any stage); `detail` is reported with the cancelled outcome. */
