@@ -15,6 +15,7 @@ import { Metrics } from "./metrics/metrics.ts";
 import { apiKeyAuth } from "./middleware/auth.ts";
 import { originGuard } from "./middleware/origin.ts";
 import { SessionManager } from "./realtime/manager.ts";
+import { Admission } from "./response/admission.ts";
 import { createWebRoutes } from "./web/routes.ts";
 import type { SessionContext } from "./realtime/session.ts";
 import { Scheduler } from "./scheduler/scheduler.ts";
@@ -63,6 +64,7 @@ export function createApp(opts: CreateAppOptions): Gateway {
   const ctx: SessionContext = {
     config,
     scheduler,
+    admission: new Admission(config.maxSessions, metrics),
     renderer: new ChatRenderer(tokenizer),
     tokenizer,
     metrics,
@@ -81,7 +83,7 @@ export function createApp(opts: CreateAppOptions): Gateway {
   app.get(
     "/readyz",
     (c) =>
-      sessions.draining
+      ctx.admission.draining
         ? c.json({ status: "shutting_down" }, 503)
         : c.json({ status: "ready", model: modelName, backend: engine.backend }),
   );
@@ -101,7 +103,7 @@ export function createApp(opts: CreateAppOptions): Gateway {
       onError: (c) =>
         openaiError(c, 413, `request body is larger than ${config.maxBodyBytes} bytes`, "request_too_large"),
     }),
-    (c) => chatCompletions(c, { sessions }),
+    (c) => chatCompletions(c, ctx),
   );
   const modelObject = { id: modelName, object: "model", created, owned_by: "sinkstream" };
   v1.get("/models", (c) => c.json({ object: "list", data: [modelObject] }));

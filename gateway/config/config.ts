@@ -10,6 +10,9 @@ import { z } from "zod";
 const port = z.number().int().min(0).max(65535);
 const positiveInt = z.number().int().min(1);
 
+/** Sampling temperature, as every front end accepts it (0 = greedy). */
+export const TemperatureSchema = z.number().min(0).max(2);
+
 export const ConfigSchema = z.object({
   model: z.string().min(1).optional(),
   tokenizer: z.string().min(1).optional(),
@@ -39,6 +42,8 @@ export const ConfigSchema = z.object({
   prefillChunk: positiveInt.default(128),
   /** Default max output tokens of a response. */
   maxOutputTokens: positiveInt.default(256),
+  /** Temperature of a response that does not set one, Realtime and HTTP alike (decisions.md). */
+  temperature: TemperatureSchema.default(0),
   cacheDir: z.string().min(1).optional(),
   modelName: z.string().min(1).optional(),
   tlsCert: z.string().min(1).optional(),
@@ -125,6 +130,13 @@ const FIELDS: FieldSpec[] = [
     env: "MAX_OUTPUT_TOKENS",
     kind: "int",
     help: "default response length",
+  },
+  {
+    key: "temperature",
+    flag: "temperature",
+    env: "TEMPERATURE",
+    kind: "number",
+    help: "default sampling temperature (0 = greedy)",
   },
   { key: "cacheDir", flag: "cache-dir", env: "CACHE_DIR", kind: "string", help: "model download cache" },
   { key: "modelName", flag: "model-name", env: "MODEL_NAME", kind: "string", help: "name in /v1/models" },

@@ -1,65 +1,82 @@
 /**
- * OpenAI-compatible `POST /v1/chat/completions` (streaming SSE and not) and
- * `GET /v1/models`. Each request runs on its own short-lived sequence.
+ * OpenAI-compatible `POST /v1/chat/completions`, streaming (SSE) and not. Each request runs on its
+ * own short-lived conversation through the response runner (gateway/response/runner.ts); this file
+ * translates the runner's outcome into chat completion JSON or chunks.
+ *
+ * A completion that did not end by itself (EOS, a stop string, max_tokens) never reads as a quiet
+ * "stop": an engine failure is 500 `engine_error`, a completion cut short by the server (shutdown)
+ * is 503 `server_shutting_down`; when streaming, the same error object is the last event before
+ * `[DONE]`. (A client that goes away cancels its completion too, but nobody reads that answer.)
  */
 import type { Context } from "hono";
-import { z } from "zod";
-import type { ChatMessage } from "../chat/template.ts";
-import { Detokenizer } from "../../runtime/detokenizer.ts";
-import { StopMatcher } from "../chat/stop.ts";
-import { BusyError, Conversation, type GenerateResult, type JobHandle } from "../scheduler/scheduler.ts";
-import type { SessionManager } from "../realtime/manager.ts";
+import type { ContentfulStatusCode } from "hono/utils/http-status";
+import type { Config } from "../config/config.ts";
+import { apiError, type ErrorCode } from "../errors.ts";
 import { newId, zodMessage } from "../realtime/protocol.ts";
+import { isRefusal } from "../response/admission.ts";
+import { sequenceOptions } from "../response/options.ts";
+import {
+  type Finished,
+  type NotStarted,
+  type ResponseContext,
+  ResponseRun,
+  type ResponseSink,
+} from "../response/runner.ts";
+import { Conversation } from "../scheduler/scheduler.ts";
+import { ChatRequestSchema, stopStrings, toMessages } from "./chat_request.ts";
 import { openaiError } from "./errors.ts";
+import { SseStream } from "./sse.ts";
 
-const Content = z.union([
-  z.string(),
-  z.array(z.object({ type: z.literal("text"), text: z.string() }).loose()),
-]);
-
-export const ChatRequestSchema = z.object({
-  model: z.string().optional(),
-  messages: z.array(
-    z.object({
-      role: z.enum(["system", "developer", "user", "assistant"]),
-      content: Content.nullable(),
-      name: z.string().optional(),
-    }).loose(),
-  ).min(1),
-  stream: z.boolean().nullable().optional(),
-  stream_options: z.object({ include_usage: z.boolean().optional() }).loose().nullable().optional(),
-  max_tokens: z.number().int().min(1).nullable().optional(),
-  max_completion_tokens: z.number().int().min(1).nullable().optional(),
-  temperature: z.number().min(0).max(2).nullable().optional(),
-  top_p: z.number().gt(0).max(1).nullable().optional(),
-  seed: z.number().int().min(0).max(Number.MAX_SAFE_INTEGER).nullable().optional(),
-  stop: z.union([z.string(), z.array(z.string().min(1)).max(4)]).nullable().optional(),
-  n: z.literal(1).nullable().optional(),
-}).loose();
-
-export interface CompletionDeps {
-  sessions: SessionManager;
+export interface CompletionContext extends ResponseContext {
+  config: Config;
+  modelName: string;
 }
 
-function toMessages(req: z.infer<typeof ChatRequestSchema>): ChatMessage[] {
-  return req.messages.map((m) => ({
-    role: m.role === "developer" ? "system" : m.role,
-    content: m.content === null
-      ? ""
-      : typeof m.content === "string"
-      ? m.content
-      : m.content.map((p) => p.text).join(""),
-  }));
+interface Failure {
+  status: ContentfulStatusCode;
+  code: ErrorCode;
+  message: string;
+  param?: string;
 }
 
-function finishReason(r: GenerateResult, stopped: boolean): "stop" | "length" {
-  return r.reason === "length" && !stopped ? "length" : "stop";
+/** Why a completion did not start, as an HTTP error. */
+function notStartedFailure(o: NotStarted): Failure {
+  if (o.kind === "invalid") {
+    return {
+      status: 400,
+      code: "invalid_value",
+      message: `cannot render messages: ${o.message}`,
+      param: "messages",
+    };
+  }
+  return { status: o.code === "server_busy" ? 429 : 503, code: o.code, message: o.message };
 }
 
-export async function chatCompletions(c: Context, deps: CompletionDeps): Promise<Response> {
-  const { sessions } = deps;
-  const ctx = sessions.ctx;
-  if (sessions.draining) return openaiError(c, 503, "the server is shutting down", "server_shutting_down");
+/** A completion that did not end by itself, as an HTTP error; null when it did. */
+function cutShort(o: Finished): Failure | null {
+  if (o.reason === "error") {
+    return { status: 500, code: "engine_error", message: o.error?.message ?? "generation failed" };
+  }
+  if (o.reason === "cancelled") {
+    return {
+      status: 503,
+      code: "server_shutting_down",
+      message: "the server shut down before the completion ended",
+    };
+  }
+  return null;
+}
+
+function usage(o: Finished) {
+  return {
+    prompt_tokens: o.promptTokens,
+    completion_tokens: o.outputTokens,
+    total_tokens: o.promptTokens + o.outputTokens,
+  };
+}
+
+export async function chatCompletions(c: Context, ctx: CompletionContext): Promise<Response> {
+  const fail = (f: Failure) => openaiError(c, f.status, f.message, f.code, f.param ?? null);
   let body: unknown;
   try {
     body = await c.req.json();
@@ -72,119 +89,23 @@ export async function chatCompletions(c: Context, deps: CompletionDeps): Promise
     return openaiError(c, 400, message, "invalid_value", param);
   }
   const req = parsed.data;
-  if (req.model && req.model !== ctx.modelName) {
+  const model = ctx.modelName;
+  if (req.model && req.model !== model) {
     return openaiError(
       c,
       404,
-      `the model \`${req.model}\` does not exist; this server serves \`${ctx.modelName}\``,
+      `the model \`${req.model}\` does not exist; this server serves \`${model}\``,
       "model_not_found",
       "model",
     );
   }
-  if (!sessions.hasRoom()) {
-    ctx.metrics.rejected.inc();
-    return openaiError(
-      c,
-      429,
-      `the server is at its limit of ${ctx.config.maxSessions} sessions; try again later`,
-      "server_busy",
-    );
-  }
-  let prompt: number[];
-  try {
-    prompt = ctx.renderer.encodeTurn(toMessages(req), true);
-  } catch (e) {
-    return openaiError(
-      c,
-      400,
-      `cannot render messages: ${(e as Error).message}`,
-      "invalid_value",
-      "messages",
-    );
-  }
+  const slot = ctx.admission.acquire("completion");
+  if (isRefusal(slot)) return fail(notStartedFailure({ kind: "refused", ...slot }));
+
   const cfg = ctx.config;
-  const conv = new Conversation({
-    policy: cfg.policy,
-    sinks: cfg.sinks,
-    capacity: cfg.window > 0 ? cfg.window : undefined,
-  });
-  const stops = req.stop == null ? [] : typeof req.stop === "string" ? [req.stop] : req.stop;
-  const matcher = new StopMatcher(stops);
-  const detok = new Detokenizer(ctx.tokenizer, { stripLeadingSpace: !ctx.renderer.usesTemplate });
-  const maxTokens = req.max_completion_tokens ?? req.max_tokens ?? cfg.maxOutputTokens;
+  const conv = new Conversation(sequenceOptions(cfg));
   const id = newId("chatcmpl");
   const created = Math.floor(Date.now() / 1000);
-  let collected = "";
-  let onText: (s: string) => void = (s) => {
-    collected += s;
-  };
-  let job: JobHandle;
-  sessions.httpActive++;
-  try {
-    job = ctx.scheduler.submit(conv, {
-      prompt,
-      maxTokens,
-      sampling: {
-        temperature: req.temperature ?? 1,
-        topP: req.top_p ?? 1,
-        ...(req.seed != null ? { seed: req.seed } : {}),
-      },
-      stopTokens: new Set([ctx.tokenizer.eosId]),
-      onToken: (t) => {
-        const out = matcher.push(detok.push(t));
-        if (out !== "") onText(out);
-        return matcher.stopped;
-      },
-    });
-  } catch (e) {
-    sessions.httpActive--;
-    if (e instanceof BusyError) return openaiError(c, 429, e.message, "server_busy");
-    throw e;
-  }
-  // A client that goes away (closes the connection, aborts the fetch) cancels its generation: Deno
-  // aborts the request's signal when the connection closes, streaming or not.
-  const signal = c.req.raw.signal;
-  const onAbort = () => job.cancel("client");
-  if (signal.aborted) onAbort();
-  else signal.addEventListener("abort", onAbort, { once: true });
-  const cleanup = (r: GenerateResult) => {
-    signal.removeEventListener("abort", onAbort);
-    ctx.scheduler.release(conv);
-    sessions.httpActive--;
-    return r;
-  };
-  const done = job.done.then(cleanup);
-  const usage = (r: GenerateResult) => ({
-    prompt_tokens: r.promptTokens,
-    completion_tokens: r.outputTokens,
-    total_tokens: r.promptTokens + r.outputTokens,
-  });
-  const model = ctx.modelName;
-
-  if (!req.stream) {
-    const r = await done;
-    if (r.reason === "error") {
-      return openaiError(c, 500, r.error?.message ?? "generation failed", "engine_error");
-    }
-    const content = collected + matcher.push(detok.flush()) + matcher.flush();
-    return c.json({
-      id,
-      object: "chat.completion",
-      created,
-      model,
-      system_fingerprint: null,
-      choices: [{
-        index: 0,
-        message: { role: "assistant", content, refusal: null },
-        logprobs: null,
-        finish_reason: finishReason(r, matcher.stopped),
-      }],
-      usage: usage(r),
-    });
-  }
-
-  const enc = new TextEncoder();
-  const includeUsage = req.stream_options?.include_usage === true;
   const chunk = (delta: Record<string, unknown>, finish: string | null) => ({
     id,
     object: "chat.completion.chunk",
@@ -193,50 +114,67 @@ export async function chatCompletions(c: Context, deps: CompletionDeps): Promise
     system_fingerprint: null,
     choices: [{ index: 0, delta, logprobs: null, finish_reason: finish }],
   });
-  const { metrics, scheduler } = ctx;
-  const stream = new ReadableStream<Uint8Array>({
-    start(controller) {
-      const write = (obj: unknown): boolean => {
-        try {
-          controller.enqueue(enc.encode(`data: ${JSON.stringify(obj)}\n\n`));
-          return true;
-        } catch {
-          return false; // stream closed
-        }
-      };
-      write(chunk({ role: "assistant", content: "" }, null));
-      // Called from the scheduler while it routes a step's tokens: time since that step resolved.
-      onText = (s) => {
-        if (write(chunk({ content: s }, null))) {
-          metrics.gatewayTokenLatency.observe((performance.now() - scheduler.stepResolvedAt) / 1000);
-        }
-      };
-      done.then((r) => {
-        const tail = matcher.push(detok.flush()) + matcher.flush();
-        if (tail !== "") write(chunk({ content: tail }, null));
-        if (r.reason === "error") {
-          write({
-            error: {
-              message: r.error?.message ?? "generation failed",
-              type: "server_error",
-              code: "engine_error",
-            },
-          });
-        } else write(chunk({}, finishReason(r, matcher.stopped)));
-        if (includeUsage) {
-          write({ id, object: "chat.completion.chunk", created, model, choices: [], usage: usage(r) });
-        }
-        try {
-          controller.enqueue(enc.encode("data: [DONE]\n\n"));
-          controller.close();
-        } catch { /* closed */ }
-      });
+  const cancel = () => run.cancel("client");
+  const sse = req.stream ? new SseStream(cancel) : null;
+  const sink: ResponseSink = sse
+    ? {
+      onStart: () => sse.send(chunk({ role: "assistant", content: "" }, null)),
+      onText: (text) => sse.send(chunk({ content: text }, null)),
+    }
+    : { onText: () => false }; // JSON: the text comes with the outcome
+  const run = new ResponseRun(ctx, {
+    conv,
+    messages: toMessages(req),
+    first: true,
+    maxTokens: req.max_completion_tokens ?? req.max_tokens ?? cfg.maxOutputTokens,
+    sampling: {
+      temperature: req.temperature ?? cfg.temperature,
+      topP: req.top_p ?? 1,
+      ...(req.seed != null ? { seed: req.seed } : {}),
     },
-    cancel() {
-      job.cancel("client");
-    },
+    stops: stopStrings(req),
+  }, sink);
+  // A client that goes away (closes the connection, aborts the fetch) cancels its completion: Deno
+  // aborts the request's signal when the connection closes, streaming or not.
+  const signal = c.req.raw.signal;
+  if (signal.aborted) cancel();
+  else signal.addEventListener("abort", cancel, { once: true });
+  const done = run.done.then((o) => {
+    signal.removeEventListener("abort", cancel);
+    ctx.scheduler.release(conv);
+    slot.release();
+    return o as Finished; // read only once `started` said the completion runs
   });
-  return new Response(stream, {
-    headers: { "content-type": "text/event-stream", "cache-control": "no-cache", "connection": "keep-alive" },
+  const failed = await run.started;
+  if (failed) return fail(notStartedFailure(failed));
+
+  if (!sse) {
+    const o = await done;
+    const cut = cutShort(o);
+    if (cut) return fail(cut);
+    return c.json({
+      id,
+      object: "chat.completion",
+      created,
+      model,
+      system_fingerprint: null,
+      choices: [{
+        index: 0,
+        message: { role: "assistant", content: o.text, refusal: null },
+        logprobs: null,
+        finish_reason: o.reason,
+      }],
+      usage: usage(o),
+    });
+  }
+  const includeUsage = req.stream_options?.include_usage === true;
+  done.then((o) => {
+    const cut = cutShort(o);
+    sse.send(cut ? { error: apiError(cut.code, cut.message) } : chunk({}, o.reason));
+    if (includeUsage) {
+      sse.send({ id, object: "chat.completion.chunk", created, model, choices: [], usage: usage(o) });
+    }
+    sse.end();
   });
+  return sse.response();
 }

@@ -1,14 +1,14 @@
-/** OpenAI-shaped JSON errors for HTTP endpoints. */
+/** OpenAI-shaped JSON error responses for HTTP endpoints (the error object: gateway/errors.ts). */
 import type { Context } from "hono";
 import type { ContentfulStatusCode } from "hono/utils/http-status";
+import { apiError, type ErrorCode } from "../errors.ts";
 
 export function openaiError(
   c: Context,
   status: ContentfulStatusCode,
   message: string,
-  code: string | null = null,
+  code: ErrorCode,
   param: string | null = null,
-  type = status >= 500 ? "server_error" : "invalid_request_error",
 ): Response {
-  return c.json({ error: { message, type, param, code } }, status);
+  return c.json({ error: apiError(code, message, param) }, status);
 }

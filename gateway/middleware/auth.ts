@@ -5,6 +5,7 @@
  * keys configured every request passes.
  */
 import type { MiddlewareHandler } from "hono";
+import { openaiError } from "../http/errors.ts";
 
 export interface ApiKeyAuthOptions {
   keys: readonly string[];
@@ -43,16 +44,10 @@ export function apiKeyAuth(opts: ApiKeyAuthOptions): MiddlewareHandler {
     if (keys.length === 0) return await next();
     const key = requestApiKey(c.req.raw.headers);
     if (key === null || !constantTimeIn(key, keys)) {
-      return c.json({
-        error: {
-          message: key === null
-            ? "missing API key: send Authorization: Bearer <key> or the openai-insecure-api-key.<key> subprotocol"
-            : "incorrect API key provided",
-          type: "invalid_request_error",
-          param: null,
-          code: "invalid_api_key",
-        },
-      }, 401);
+      const message = key === null
+        ? "missing API key: send Authorization: Bearer <key> or the openai-insecure-api-key.<key> subprotocol"
+        : "incorrect API key provided";
+      return openaiError(c, 401, message, "invalid_api_key");
     }
     await next();
   };

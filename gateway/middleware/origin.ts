@@ -4,6 +4,7 @@
  * origin (same host:port) or listed in `allowed` ("*" allows any).
  */
 import type { MiddlewareHandler } from "hono";
+import { openaiError } from "../http/errors.ts";
 
 export interface OriginGuardOptions {
   allowed: readonly string[];
@@ -21,13 +22,11 @@ export function originGuard(opts: OriginGuardOptions): MiddlewareHandler {
       sameHost = new URL(o).host === (c.req.header("host") ?? "").toLowerCase();
     } catch { /* "null" or garbage: not same-origin */ }
     if (sameHost || allowed.has(o)) return await next();
-    return c.json({
-      error: {
-        message: `origin ${origin.slice(0, 200)} is not allowed (see --allow-origin)`,
-        type: "invalid_request_error",
-        param: null,
-        code: "origin_not_allowed",
-      },
-    }, 403);
+    return openaiError(
+      c,
+      403,
+      `origin ${origin.slice(0, 200)} is not allowed (see --allow-origin)`,
+      "origin_not_allowed",
+    );
   };
 }

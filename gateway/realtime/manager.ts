@@ -1,14 +1,19 @@
 /**
  * Session registry and the `GET /v1/realtime` WebSocket endpoint.
  *
- * Limits: at most `maxSessions` sessions (attached or waiting for a resume);
- * one more gets an `error` (server_busy) and a 1013 close, never a hang.
+ * Limits (gateway/response/admission.ts): a new session takes one of the
+ * `--max-sessions` slots, held until it is gone (attached or waiting for a
+ * resume); without one it gets an `error` (server_busy) and a 1013 close, never
+ * a hang. During shutdown: `server_shutting_down` and a 1001 close.
  * Resume: `?session_id=…&resume_token=…` reattaches to a detached session.
  */
 import type { Context } from "hono";
+import type { ErrorCode } from "../errors.ts";
+import { openaiError } from "../http/errors.ts";
+import { isRefusal, type Refusal, SHUTTING_DOWN, type Slot } from "../response/admission.ts";
 import type { SessionContext, SessionSocket } from "./session.ts";
 import { RealtimeSession } from "./session.ts";
-import { newId } from "./protocol.ts";
+import { errorEvent, newEventId } from "./protocol.ts";
 
 function safeEqual(a: string, b: string): boolean {
   if (a.length !== b.length) return false;
@@ -19,19 +24,9 @@ function safeEqual(a: string, b: string): boolean {
 
 export class SessionManager {
   readonly sessions = new Map<string, RealtimeSession>();
-  /** Slots held by HTTP completions (they count against maxSessions too). */
-  httpActive = 0;
-  draining = false;
+  readonly #slots = new Map<RealtimeSession, Slot>();
 
   constructor(readonly ctx: SessionContext) {}
-
-  get count(): number {
-    return this.sessions.size + this.httpActive;
-  }
-
-  hasRoom(): boolean {
-    return this.count < this.ctx.config.maxSessions;
-  }
 
   #updateGauge(): void {
     this.ctx.metrics.sessions.set(this.sessions.size);
@@ -40,6 +35,8 @@ export class SessionManager {
   remove(s: RealtimeSession): void {
     s.dispose();
     if (this.sessions.get(s.id) === s) this.sessions.delete(s.id);
+    this.#slots.get(s)?.release();
+    this.#slots.delete(s);
     this.#updateGauge();
   }
 
@@ -47,14 +44,12 @@ export class SessionManager {
   handle(c: Context): Response {
     const req = c.req.raw;
     if ((req.headers.get("upgrade") ?? "").toLowerCase() !== "websocket") {
-      return c.json({
-        error: {
-          message: "this endpoint speaks WebSocket; send an Upgrade: websocket request",
-          type: "invalid_request_error",
-          param: null,
-          code: "upgrade_required",
-        },
-      }, 426);
+      return openaiError(
+        c,
+        426,
+        "this endpoint speaks WebSocket; send an Upgrade: websocket request",
+        "upgrade_required",
+      );
     }
     const offered = (req.headers.get("sec-websocket-protocol") ?? "").split(",").map((s) => s.trim());
     const protocol = offered.includes("realtime") ? "realtime" : undefined;
@@ -66,27 +61,21 @@ export class SessionManager {
     return response;
   }
 
-  #reject(socket: WebSocket, code: string, message: string, closeCode: number): void {
+  #reject(socket: WebSocket, code: ErrorCode, message: string, closeCode: number): void {
     try {
-      socket.send(JSON.stringify({
-        type: "error",
-        event_id: newId("event"),
-        error: {
-          type: code === "server_busy" ? "server_error" : "invalid_request_error",
-          code,
-          message,
-          param: null,
-          event_id: null,
-        },
-      }));
+      socket.send(JSON.stringify({ event_id: newEventId(), ...errorEvent(code, message) }));
       socket.close(closeCode, code);
     } catch { /* already gone */ }
   }
 
+  /** A refused connection: busy closes with 1013 (try again later), shutting down with 1001 (going away). */
+  #refuse(socket: WebSocket, r: Refusal): void {
+    this.#reject(socket, r.code, r.message, r.code === "server_busy" ? 1013 : 1001);
+  }
+
   #onOpen(socket: WebSocket, resumeId: string | null, resumeToken: string): void {
-    if (this.draining) {
-      return this.#reject(socket, "server_shutting_down", "the server is shutting down", 1001);
-    }
+    const admission = this.ctx.admission;
+    if (admission.draining) return this.#refuse(socket, SHUTTING_DOWN);
     let session: RealtimeSession | undefined;
     if (resumeId !== null) {
       session = this.sessions.get(resumeId);
@@ -97,17 +86,11 @@ export class SessionManager {
         return this.#reject(socket, "session_in_use", "the session is attached to another connection", 4409);
       }
     } else {
-      if (!this.hasRoom()) {
-        this.ctx.metrics.rejected.inc();
-        return this.#reject(
-          socket,
-          "server_busy",
-          `the server is at its limit of ${this.ctx.config.maxSessions} sessions; try again later`,
-          1013,
-        );
-      }
+      const slot = admission.acquire("session");
+      if (isRefusal(slot)) return this.#refuse(socket, slot);
       session = new RealtimeSession(this.ctx);
       this.sessions.set(session.id, session);
+      this.#slots.set(session, slot);
       this.#updateGauge();
     }
     const s = session;
@@ -118,13 +101,13 @@ export class SessionManager {
     });
     socket.addEventListener("close", () => {
       if (s.socket !== sock) return;
-      s.detach(this.draining ? 0 : this.ctx.config.sessionTtl * 1000, () => this.remove(s));
+      s.detach(admission.draining ? 0 : this.ctx.config.sessionTtl * 1000, () => this.remove(s));
     });
   }
 
   /** Shutdown: refuse new sessions, cancel running responses (final events), close sockets, free all. */
   async shutdown(): Promise<void> {
-    this.draining = true;
+    this.ctx.admission.drain();
     const all = [...this.sessions.values()];
     await Promise.all(all.map((s) => s.cancelActive("shutdown")));
     for (const s of all) {

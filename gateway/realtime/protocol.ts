@@ -1,8 +1,11 @@
 /**
  * The text subset of the OpenAI Realtime API event protocol: zod schemas of
- * the client events we accept, and helpers that build server events.
+ * the client events we accept, the client event types we refuse as
+ * unsupported, the `error` event, and the ids of server events.
  */
 import { z } from "zod";
+import { TemperatureSchema } from "../config/config.ts";
+import { apiError, type ErrorCode } from "../errors.ts";
 
 /** Our namespaced extension of `session` (session.update) — cache and sampling settings. */
 export const SinkstreamSessionSchema = z.object({
@@ -16,7 +19,7 @@ export const SinkstreamSessionSchema = z.object({
 export type SinkstreamSession = z.infer<typeof SinkstreamSessionSchema>;
 
 const maxOutputTokens = z.union([z.number().int().min(1), z.literal("inf")]);
-const temperature = z.number().min(0).max(2);
+const temperature = TemperatureSchema;
 const modalities = z.array(z.enum(["text", "audio"]));
 
 export const SessionUpdateSchema = z.object({
@@ -79,24 +82,6 @@ export type ItemCreate = z.infer<typeof ItemCreateSchema>;
 export type ResponseCreate = z.infer<typeof ResponseCreateSchema>;
 export type ResponseCancel = z.infer<typeof ResponseCancelSchema>;
 
-/** Error codes we send in `error` events. */
-export type ErrorCode =
-  | "invalid_json"
-  | "invalid_event"
-  | "binary_not_supported"
-  | "frame_too_large"
-  | "unknown_event"
-  | "unsupported_event"
-  | "invalid_value"
-  | "conversation_already_has_active_response"
-  | "response_cancel_not_active"
-  | "session_settings_locked"
-  | "server_busy"
-  | "session_not_found"
-  | "session_in_use"
-  | "server_shutting_down"
-  | "internal_error";
-
 /** Client event types of the full API that the text subset does not serve. */
 export const UNSUPPORTED_TYPES = new Set([
   "input_audio_buffer.append",
@@ -137,4 +122,14 @@ export function zodMessage(err: z.ZodError): { message: string; param: string | 
   const issue = err.issues[0];
   const param = issue.path.length ? issue.path.join(".") : null;
   return { message: param ? `${param}: ${issue.message}` : issue.message, param };
+}
+
+/** The `error` server event; `eventId` is the offending client event's id. */
+export function errorEvent(
+  code: ErrorCode,
+  message: string,
+  eventId: string | null = null,
+  param: string | null = null,
+): Record<string, unknown> {
+  return { type: "error", error: { ...apiError(code, message, param), event_id: eventId } };
 }

@@ -1,23 +1,19 @@
 /**
  * One Realtime session = one conversation = one engine sequence (created on
  * the first response) whose KV cache persists across rounds. Each response
- * prefills only the new turn. A disconnect cancels the running response and
- * keeps the session (and its cache) for a TTL so the client can resume.
+ * prefills only the new turn; the response runner (gateway/response/runner.ts)
+ * runs it and response_events.ts writes its events. A disconnect cancels the
+ * running response and keeps the session (its cache and the items not yet
+ * answered) for a TTL so the client can resume.
  */
-import type { CachePolicy, Tokenizer } from "../../runtime/types.ts";
-import type { ChatMessage, ChatRenderer } from "../chat/template.ts";
-import { Detokenizer } from "../../runtime/detokenizer.ts";
+import type { ChatMessage } from "../chat/template.ts";
 import type { Config } from "../config/config.ts";
-import type { Metrics } from "../metrics/metrics.ts";
+import type { ErrorCode } from "../errors.ts";
+import { sequenceOptions } from "../response/options.ts";
+import { type ResponseContext, ResponseRun } from "../response/runner.ts";
+import { Conversation } from "../scheduler/scheduler.ts";
 import {
-  BusyError,
-  Conversation,
-  type GenerateResult,
-  type JobHandle,
-  type Scheduler,
-} from "../scheduler/scheduler.ts";
-import {
-  type ErrorCode,
+  errorEvent,
   ItemCreateSchema,
   newEventId,
   newId,
@@ -28,14 +24,11 @@ import {
   UNSUPPORTED_TYPES,
   zodMessage,
 } from "./protocol.ts";
+import { RealtimeResponse, type ResponseHost, type StoredItem } from "./response_events.ts";
 
 /** What the session needs from the rest of the gateway. */
-export interface SessionContext {
+export interface SessionContext extends ResponseContext {
   config: Config;
-  scheduler: Scheduler;
-  renderer: ChatRenderer;
-  tokenizer: Tokenizer;
-  metrics: Metrics;
   modelName: string;
 }
 
@@ -47,24 +40,12 @@ export interface SessionSocket {
   close(code?: number, reason?: string): void;
 }
 
-interface StoredItem {
-  id: string;
-  type: "message";
-  object: "realtime.item";
-  role: "user" | "system" | "assistant";
-  status: "completed" | "incomplete" | "in_progress";
-  content: { type: string; text: string }[];
-}
-
+/** The response of this session, from response.create until its response.done. */
 interface ActiveResponse {
-  id: string;
-  item: StoredItem;
-  job: JobHandle | null;
-  detok: Detokenizer;
-  maxTokens: number | "inf";
+  response: RealtimeResponse;
+  run: ResponseRun;
+  /** Resolves after the response's last event. */
   done: Promise<void>;
-  /** The constant middle of this response's delta frames (everything between event_id and the text). */
-  deltaHead: string;
 }
 
 const OPEN = 1;
@@ -73,7 +54,7 @@ function textOf(item: StoredItem): string {
   return item.content.map((c) => c.text).join("");
 }
 
-export class RealtimeSession {
+export class RealtimeSession implements ResponseHost {
   readonly id = newId("sess");
   readonly resumeToken: string;
   readonly conversationId = newId("conv");
@@ -82,7 +63,7 @@ export class RealtimeSession {
   instructions = "";
   #sentInstructions: string | null = null;
   maxOutputTokens: number | "inf";
-  temperature = 0;
+  temperature: number;
   ext: SinkstreamSession = {};
   #items: StoredItem[] = [];
   #unsent: StoredItem[] = [];
@@ -95,17 +76,12 @@ export class RealtimeSession {
     const bytes = crypto.getRandomValues(new Uint8Array(24));
     this.resumeToken = Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
     this.maxOutputTokens = ctx.config.maxOutputTokens;
-    this.conv = new Conversation({});
-    this.#syncConvOptions();
+    this.temperature = ctx.config.temperature;
+    this.conv = new Conversation(sequenceOptions(ctx.config));
   }
 
-  #syncConvOptions(): void {
-    const c = this.ctx.config;
-    const o = this.conv.options;
-    o.policy = (this.ext.policy ?? c.policy) as CachePolicy;
-    o.sinks = this.ext.sinks ?? c.sinks;
-    const w = this.ext.window ?? c.window;
-    o.capacity = w > 0 ? w : undefined;
+  capacity(): number {
+    return this.ctx.scheduler.capacityOf(this.conv.options);
   }
 
   sessionObject(): Record<string, unknown> {
@@ -126,7 +102,7 @@ export class RealtimeSession {
         resume_token: this.resumeToken,
         policy: this.conv.options.policy,
         sinks: this.conv.options.sinks,
-        window: this.ctx.scheduler.capacityOf(this.conv.options),
+        window: this.capacity(),
         top_k: this.ext.top_k ?? 0,
         top_p: this.ext.top_p ?? 1,
         seed: this.ext.seed ?? null,
@@ -137,23 +113,22 @@ export class RealtimeSession {
   }
 
   send(event: Record<string, unknown>): void {
+    this.sendRaw(JSON.stringify({ event_id: newEventId(), ...event }));
+  }
+
+  sendRaw(frame: string): boolean {
     const s = this.socket;
-    if (!s || s.readyState !== OPEN) return;
+    if (!s || s.readyState !== OPEN) return false;
     try {
-      s.send(JSON.stringify({ event_id: newEventId(), ...event }));
-    } catch { /* socket went away; the close handler cleans up */ }
+      s.send(frame);
+      return true;
+    } catch {
+      return false; // socket went away; the close handler cleans up
+    }
   }
 
   sendError(code: ErrorCode, message: string, clientEventId?: string | null, param?: string | null): void {
-    const type = code === "server_busy"
-      ? "server_error"
-      : code === "internal_error"
-      ? "server_error"
-      : "invalid_request_error";
-    this.send({
-      type: "error",
-      error: { type, code, message, param: param ?? null, event_id: clientEventId ?? null },
-    });
+    this.send(errorEvent(code, message, clientEventId ?? null, param ?? null));
   }
 
   /** Attach a socket (first connection or resume) and greet it. */
@@ -166,11 +141,14 @@ export class RealtimeSession {
     this.send({ type: "session.created", session: this.sessionObject() });
   }
 
-  /** Socket closed: cancel the running response; keep the cache for `ttlMs` then free it. */
+  /**
+   * Socket closed: cancel the running response; keep the session (its cache, and the items not yet
+   * answered) for `ttlMs` then free it. A session that holds neither expires at once.
+   */
   detach(ttlMs: number, onExpire: () => void): void {
     this.socket = null;
-    this.active?.job?.cancel("disconnected");
-    if (ttlMs <= 0 || !this.conv.started) {
+    this.active?.run.cancel("disconnected");
+    if (ttlMs <= 0 || (!this.conv.started && this.#items.length === 0)) {
       onExpire();
       return;
     }
@@ -186,7 +164,7 @@ export class RealtimeSession {
     this.closed = true;
     if (this.detachTimer !== null) clearTimeout(this.detachTimer);
     this.detachTimer = null;
-    this.active?.job?.cancel("closed");
+    this.active?.run.cancel("closed");
     this.ctx.scheduler.release(this.conv);
   }
 
@@ -269,7 +247,7 @@ export class RealtimeSession {
     const ext = s.sinkstream;
     if (ext) {
       const cacheChange = ext.policy !== undefined || ext.sinks !== undefined || ext.window !== undefined;
-      if (cacheChange && this.conv.started) {
+      if (cacheChange && (this.conv.started || this.active !== null)) {
         this.sendError(
           "session_settings_locked",
           "cache settings (policy, sinks, window) can only change before the first response",
@@ -295,7 +273,7 @@ export class RealtimeSession {
         return;
       }
       this.ext = next;
-      this.#syncConvOptions();
+      Object.assign(this.conv.options, sequenceOptions(this.ctx.config, next));
     }
     if (s.instructions !== undefined) this.instructions = s.instructions;
     const mot = s.max_output_tokens ?? s.max_response_output_tokens;
@@ -347,7 +325,7 @@ export class RealtimeSession {
     if (this.active) {
       this.sendError(
         "conversation_already_has_active_response",
-        `conversation already has an active response ${this.active.id}`,
+        `conversation already has an active response ${this.active.response.id}`,
         eventId,
       );
       return;
@@ -358,191 +336,63 @@ export class RealtimeSession {
       this.sendError("invalid_value", "audio output is not supported", eventId, "response.output_modalities");
       return;
     }
+    // The turn: instructions when new, and every item added since the last response. Items added from
+    // here on belong to the next turn; these go back if the response never starts.
     const instructions = p.instructions ?? this.instructions;
+    const taken = this.#unsent;
+    this.#unsent = [];
     const messages: ChatMessage[] = [];
     if (instructions !== "" && instructions !== this.#sentInstructions) {
       messages.push({ role: "system", content: instructions });
     }
-    for (const it of this.#unsent) messages.push({ role: it.role, content: textOf(it) });
-    const first = this.#turns === 0;
-    let prompt: number[];
-    try {
-      prompt = this.ctx.renderer.encodeTurn(messages, first);
-    } catch (e) {
-      this.sendError("invalid_value", `cannot render the turn: ${(e as Error).message}`, eventId);
-      return;
-    }
+    for (const it of taken) messages.push({ role: it.role, content: textOf(it) });
     const maxTokens = p.max_output_tokens ?? this.maxOutputTokens;
-    const temperature = p.temperature ?? this.temperature;
-    const item: StoredItem = {
-      id: newId("item"),
-      type: "message",
-      object: "realtime.item",
-      role: "assistant",
-      status: "in_progress",
-      content: [],
-    };
-    const responseId = newId("resp");
-    let job: JobHandle;
-    try {
-      job = this.ctx.scheduler.submit(this.conv, {
-        prompt,
-        maxTokens: maxTokens === "inf" ? Number.MAX_SAFE_INTEGER : maxTokens,
-        sampling: {
-          temperature,
-          topK: this.ext.top_k ?? 0,
-          topP: this.ext.top_p ?? 1,
-          ...(this.ext.seed !== undefined ? { seed: this.ext.seed } : {}),
-        },
-        stopTokens: new Set([this.ctx.tokenizer.eosId]),
-        isPaused: () => {
-          const s = this.socket;
-          return s !== null && s.bufferedAmount > this.ctx.config.backpressureBytes;
-        },
-        onToken: (t) => this.#onToken(t),
-      });
-    } catch (e) {
-      if (e instanceof BusyError) {
-        this.sendError("server_busy", e.message, eventId);
+    const response = new RealtimeResponse(this, maxTokens, p.metadata ?? null);
+    const run = new ResponseRun(this.ctx, {
+      conv: this.conv,
+      messages,
+      first: this.#turns === 0,
+      maxTokens: maxTokens === "inf" ? Infinity : maxTokens,
+      sampling: {
+        temperature: p.temperature ?? this.temperature,
+        topK: this.ext.top_k ?? 0,
+        topP: this.ext.top_p ?? 1,
+        ...(this.ext.seed !== undefined ? { seed: this.ext.seed } : {}),
+      },
+      isPaused: () => {
+        const s = this.socket;
+        return s !== null && s.bufferedAmount > this.ctx.config.backpressureBytes;
+      },
+    }, {
+      onStart: () => {
+        this.#turns++;
+        this.#sentInstructions = instructions;
+        this.#announce(response);
+      },
+      onText: (text) => response.delta(text),
+    });
+    // Active from here on: a second response.create is refused, a cancel cancels it, even while the
+    // turn is still being rendered.
+    const active: ActiveResponse = { response, run, done: Promise.resolve() };
+    this.active = active;
+    active.done = run.done.then((o) => {
+      if (this.active === active) this.active = null;
+      if (o.kind === "finished") {
+        if (!response.announced) this.#announce(response);
+        response.finish(o);
         return;
       }
-      throw e;
-    }
-    this.#turns++;
-    this.#sentInstructions = instructions;
-    this.#unsent = [];
-    const detok = new Detokenizer(this.ctx.tokenizer, { stripLeadingSpace: !this.ctx.renderer.usesTemplate });
-    const deltaHead = `","type":"response.output_text.delta","response_id":${JSON.stringify(responseId)}` +
-      `,"item_id":${JSON.stringify(item.id)},"output_index":0,"content_index":0,"delta":`;
-    const active: ActiveResponse = {
-      id: responseId,
-      item,
-      job,
-      detok,
-      maxTokens,
-      done: Promise.resolve(),
-      deltaHead,
-    };
-    this.active = active;
-    const base = {
-      id: responseId,
-      object: "realtime.response",
-      conversation_id: this.conversationId,
-      output_modalities: ["text"],
-      max_output_tokens: maxTokens,
-      metadata: p.metadata ?? null,
-    };
-    this.send({
-      type: "response.created",
-      response: { ...base, status: "in_progress", status_details: null, output: [], usage: null },
+      this.#unsent = [...taken, ...this.#unsent];
+      if (o.kind === "invalid") {
+        this.sendError("invalid_value", `cannot render the turn: ${o.message}`, eventId);
+      } else this.sendError(o.code, o.message, eventId);
     });
+  }
+
+  #announce(response: RealtimeResponse): void {
     const previous = this.#items.at(-1)?.id ?? null;
-    this.#items.push(item);
-    this.send({ type: "response.output_item.added", response_id: responseId, output_index: 0, item });
-    this.send({ type: "conversation.item.added", previous_item_id: previous, item });
-    this.send({ type: "conversation.item.created", previous_item_id: previous, item });
-    this.send({
-      type: "response.content_part.added",
-      response_id: responseId,
-      item_id: item.id,
-      output_index: 0,
-      content_index: 0,
-      part: { type: "text", text: "" },
-    });
-    active.done = job.done.then((res) => this.#finish(active, base, res, previous));
-  }
-
-  /** Hot path, once per token: detokenise, build the delta frame from its prebuilt head, send. */
-  #onToken(token: number): void {
-    const a = this.active;
-    if (!a) return;
-    const delta = a.detok.push(token);
-    if (delta === "") return;
-    const s = this.socket;
-    if (!s || s.readyState !== OPEN) return;
-    try {
-      s.send('{"event_id":"' + newEventId() + a.deltaHead + JSON.stringify(delta) + "}");
-    } catch {
-      return; // socket went away; the close handler cleans up
-    }
-    const ctx = this.ctx;
-    ctx.metrics.gatewayTokenLatency.observe((performance.now() - ctx.scheduler.stepResolvedAt) / 1000);
-  }
-
-  #finish(
-    a: ActiveResponse,
-    base: Record<string, unknown>,
-    res: GenerateResult,
-    previous: string | null,
-  ): void {
-    const tail = a.detok.flush();
-    if (tail !== "") {
-      this.send({
-        type: "response.output_text.delta",
-        response_id: a.id,
-        item_id: a.item.id,
-        output_index: 0,
-        content_index: 0,
-        delta: tail,
-      });
-    }
-    const text = a.detok.text;
-    let status: string, details: Record<string, unknown>;
-    if (res.reason === "stop") {
-      status = "completed";
-      details = { type: "completed" };
-    } else if (res.reason === "length") {
-      status = "incomplete";
-      details = { type: "incomplete", reason: "max_output_tokens" };
-    } else if (res.reason === "cancelled") {
-      status = "cancelled";
-      const reason = res.detail === "shutdown" ? "server_shutdown" : "client_cancelled";
-      details = { type: "cancelled", reason };
-    } else {
-      status = "failed";
-      details = {
-        type: "failed",
-        error: {
-          type: "server_error",
-          code: "engine_error",
-          message: res.error?.message ?? "generation failed",
-        },
-      };
-    }
-    a.item.status = status === "completed" ? "completed" : "incomplete";
-    a.item.content = [{ type: "output_text", text }];
-    const ids = { response_id: a.id, item_id: a.item.id, output_index: 0, content_index: 0 };
-    this.send({ type: "response.output_text.done", ...ids, text });
-    this.send({ type: "response.content_part.done", ...ids, part: { type: "text", text } });
-    this.send({ type: "response.output_item.done", response_id: a.id, output_index: 0, item: a.item });
-    this.send({ type: "conversation.item.done", previous_item_id: previous, item: a.item });
-    const st = res.stats ?? this.conv.stats;
-    const usage = {
-      total_tokens: res.promptTokens + res.outputTokens,
-      input_tokens: res.promptTokens,
-      output_tokens: res.outputTokens,
-      input_token_details: {
-        text_tokens: res.promptTokens,
-        audio_tokens: 0,
-        image_tokens: 0,
-        cached_tokens: 0,
-      },
-      output_token_details: { text_tokens: res.outputTokens, audio_tokens: 0 },
-      sinkstream: {
-        policy: st?.policy ?? this.conv.options.policy,
-        sinks: st?.sinks ?? 0,
-        window: st?.capacity ?? this.ctx.scheduler.capacityOf(this.conv.options),
-        cached_tokens: st?.cached ?? 0,
-        seen_tokens: st?.seen ?? 0,
-        evicted_tokens: st?.evicted ?? 0,
-        cache_bytes: st?.bytes ?? 0,
-      },
-    };
-    if (this.active === a) this.active = null;
-    this.send({
-      type: "response.done",
-      response: { ...base, status, status_details: details, output: [a.item], usage },
-    });
+    this.#items.push(response.item);
+    response.announce(previous);
   }
 
   #responseCancel(obj: unknown, eventId: string | null): void {
@@ -553,18 +403,18 @@ export class RealtimeSession {
       return;
     }
     const a = this.active;
-    if (!a || (r.data.response_id !== undefined && r.data.response_id !== a.id)) {
+    if (!a || (r.data.response_id !== undefined && r.data.response_id !== a.response.id)) {
       this.sendError("response_cancel_not_active", "there is no active response to cancel", eventId);
       return;
     }
-    a.job?.cancel("client");
+    a.run.cancel("client");
   }
 
   /** Cancel the running response (if any) and wait for its final event. */
   async cancelActive(detail: string): Promise<void> {
     const a = this.active;
     if (!a) return;
-    a.job?.cancel(detail);
+    a.run.cancel(detail);
     await a.done;
   }
 }

@@ -37,7 +37,9 @@ Deno.test("shutdown: running realtime + SSE responses get final events, every se
     body += dec.decode(value);
   }
   assert.ok(body.trimEnd().endsWith("data: [DONE]"));
-  assert.match(body, /"finish_reason":"stop"/);
+  // Cut short by the shutdown: an error event before [DONE], not a quiet finish_reason "stop".
+  assert.match(body, /"code":"server_shutting_down"/);
+  assert.doesNotMatch(body, /"finish_reason":"stop"/);
   await shutdown;
   assert.equal(g.gw.scheduler.liveConversations, 0);
   assert.equal(g.gw.metrics.sequences.value, 0);

@@ -51,11 +51,11 @@ for (const stream of [false, true]) {
         await reader.read(); // the role chunk: generation is under way
       }
       await until(() => m.generationTokens.value > 20, "generation to start");
-      assert.equal(g.gw.sessions.httpActive, 1);
+      assert.equal(g.gw.ctx.admission.completions, 1);
       assert.equal(m.running.value, 1);
       ac.abort();
       if (!stream) assert.ok((await res) instanceof Error, "the fetch rejects on abort");
-      await until(() => g.gw.sessions.httpActive === 0, "the job to end after the abort");
+      await until(() => g.gw.ctx.admission.completions === 0, "the job to end after the abort");
       assert.equal(m.cancelled.value, 1);
       assert.equal(g.gw.scheduler.liveConversations, 0);
       const generated = await metric(g, "sinkstream:generation_tokens_total");

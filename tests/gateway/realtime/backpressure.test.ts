@@ -5,23 +5,9 @@
  * megabytes to fill); the sessions, scheduler and engine are the real ones.
  */
 import assert from "node:assert/strict";
-import { RealtimeSession, type SessionSocket } from "../../../gateway/realtime/session.ts";
+import { RealtimeSession } from "../../../gateway/realtime/session.ts";
+import { RecordingSocket } from "./_recording_socket.ts";
 import { startGateway } from "../_gateway.ts";
-
-class RecordingSocket implements SessionSocket {
-  readyState = 1;
-  bufferedAmount = 0;
-  events: Record<string, unknown>[] = [];
-  send(data: string) {
-    this.events.push(JSON.parse(data));
-  }
-  close() {
-    this.readyState = 3;
-  }
-  count(type: string) {
-    return this.events.filter((e) => e.type === type).length;
-  }
-}
 
 function turn(s: RealtimeSession, text: string, max: number) {
   s.handleFrame(JSON.stringify({

@@ -5,47 +5,17 @@
  *    admits twice as many sequences, and the next one gets server_busy (WebSocket and HTTP 429).
  */
 import assert from "node:assert/strict";
-import type { Engine, SamplingOptions, SequenceOptions, StepItem } from "../../../runtime/types.ts";
 import { createApp } from "../../../gateway/app.ts";
 import { ConfigSchema } from "../../../gateway/config/config.ts";
 import { Scheduler } from "../../../gateway/scheduler/scheduler.ts";
 import { sharedEngine, WsClient } from "../_gateway.ts";
+import { DelegatingEngine } from "./_delegating_engine.ts";
 
 /** The real engine, reporting another KV element size (what a CUDA fp16 engine would). */
-class HalfKvEngine implements Engine {
-  constructor(readonly inner: Engine) {}
-  get info() {
-    return this.inner.info;
-  }
-  get backend() {
-    return this.inner.backend;
-  }
-  get maxBatchTokens() {
-    return this.inner.maxBatchTokens;
-  }
-  get kvBytesPerToken() {
+class HalfKvEngine extends DelegatingEngine {
+  override get kvBytesPerToken() {
     return this.inner.kvBytesPerToken! / 2;
   }
-  createSequence(o?: SequenceOptions) {
-    return this.inner.createSequence(o);
-  }
-  freeSequence(s: number) {
-    this.inner.freeSequence(s);
-  }
-  setSampling(s: number, o: SamplingOptions) {
-    this.inner.setSampling(s, o);
-  }
-  stats(s: number) {
-    return this.inner.stats(s);
-  }
-  cacheIndices(s: number) {
-    return this.inner.cacheIndices(s);
-  }
-  step(items: StepItem[]) {
-    return this.inner.step(items);
-  }
-  close() {}
-  [Symbol.dispose]() {}
 }
 
 Deno.test("kv budget: the native engine reports its KV bytes per token; the scheduler uses it", async () => {

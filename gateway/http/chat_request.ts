@@ -1,0 +1,46 @@
+/** The request body of `POST /v1/chat/completions` (the subset we serve) and its messages as chat turns. */
+import { z } from "zod";
+import type { ChatMessage } from "../chat/template.ts";
+import { TemperatureSchema } from "../config/config.ts";
+
+const Content = z.union([
+  z.string(),
+  z.array(z.object({ type: z.literal("text"), text: z.string() }).loose()),
+]);
+
+export const ChatRequestSchema = z.object({
+  model: z.string().optional(),
+  messages: z.array(
+    z.object({
+      role: z.enum(["system", "developer", "user", "assistant"]),
+      content: Content.nullable(),
+      name: z.string().optional(),
+    }).loose(),
+  ).min(1),
+  stream: z.boolean().nullable().optional(),
+  stream_options: z.object({ include_usage: z.boolean().optional() }).loose().nullable().optional(),
+  max_tokens: z.number().int().min(1).nullable().optional(),
+  max_completion_tokens: z.number().int().min(1).nullable().optional(),
+  temperature: TemperatureSchema.nullable().optional(),
+  top_p: z.number().gt(0).max(1).nullable().optional(),
+  seed: z.number().int().min(0).max(Number.MAX_SAFE_INTEGER).nullable().optional(),
+  stop: z.union([z.string(), z.array(z.string().min(1)).max(4)]).nullable().optional(),
+  n: z.literal(1).nullable().optional(),
+}).loose();
+
+export type ChatRequest = z.infer<typeof ChatRequestSchema>;
+
+export function toMessages(req: ChatRequest): ChatMessage[] {
+  return req.messages.map((m) => ({
+    role: m.role === "developer" ? "system" : m.role,
+    content: m.content === null
+      ? ""
+      : typeof m.content === "string"
+      ? m.content
+      : m.content.map((p) => p.text).join(""),
+  }));
+}
+
+export function stopStrings(req: ChatRequest): string[] {
+  return req.stop == null ? [] : typeof req.stop === "string" ? [req.stop] : req.stop;
+}

@@ -1,0 +1,183 @@
+/**
+ * One response, for both front ends: render the turn -> submit it -> detokenise each token -> stop
+ * strings -> finish reason. The front ends only translate: the Realtime session into events
+ * (gateway/realtime/response_events.ts), chat completions into JSON or SSE chunks
+ * (gateway/http/chat_completions.ts).
+ *
+ *  1. Render (asynchronous: large turns are tokenised off the event loop). A turn that cannot be
+ *     rendered ends the run as `invalid`.
+ *  2. Submit through Admission; a refusal (`server_busy`, `server_shutting_down`) ends the run and
+ *     nothing of the turn was taken. Otherwise `onStart` runs: the response exists from here on.
+ *  3. Stream: each token is detokenised (UTF-8 safe), passed through the stop strings and handed to
+ *     `onText`; the time from its engine step to `onText` handing it over is the per-token
+ *     `gateway_token_latency_seconds` (D9).
+ *  4. Finish: held-back text is flushed through `onText`; a stop string that matched makes the
+ *     reason "stop".
+ *
+ * A cancel is accepted at every stage. One that lands while the turn renders still submits the turn,
+ * cancelled at once, so it stays pending in the conversation and is fed first next turn, as after a
+ * cancel during prefill (D8): what a cancel leaves behind does not depend on when it lands.
+ */
+import { Detokenizer } from "../../runtime/detokenizer.ts";
+import type { CacheStats, SamplingOptions, Tokenizer } from "../../runtime/types.ts";
+import type { ChatMessage } from "../chat/template.ts";
+import { StopMatcher } from "../chat/stop.ts";
+import type { Metrics } from "../metrics/metrics.ts";
+import type { Conversation, FinishReason, Scheduler } from "../scheduler/scheduler.ts";
+import { type Admission, isRefusal, type Refusal } from "./admission.ts";
+
+/** Renders a turn to tokens (gateway/chat/template.ts); `encodeTurnAsync` when it has one. */
+export interface TurnRenderer {
+  readonly usesTemplate: boolean;
+  encodeTurn(messages: ChatMessage[], first: boolean): number[];
+  encodeTurnAsync?(messages: ChatMessage[], first: boolean): Promise<number[]>;
+}
+
+/** What a response needs from the gateway. */
+export interface ResponseContext {
+  scheduler: Scheduler;
+  admission: Admission;
+  renderer: TurnRenderer;
+  tokenizer: Tokenizer;
+  metrics: Metrics;
+}
+
+export interface ResponseSpec {
+  conv: Conversation;
+  /** The new turn's messages; `first` = nothing is in the conversation's cache yet. */
+  messages: ChatMessage[];
+  first: boolean;
+  maxTokens: number;
+  sampling: SamplingOptions;
+  /** Stop strings: the text ends before the first match (not included). */
+  stops?: readonly string[];
+  /** Backpressure: the response is skipped while this says true. */
+  isPaused?: () => boolean;
+}
+
+export interface ResponseSink {
+  /** The turn was submitted: the response exists (once, before any text). */
+  onStart?(): void;
+  /** Text for the client; true when it was handed to the socket or stream. */
+  onText(text: string): boolean;
+}
+
+export interface Finished {
+  kind: "finished";
+  reason: FinishReason;
+  /** Why it was cancelled (e.g. "shutdown", "client"). */
+  detail?: string;
+  error?: Error;
+  /** All text handed to `onText`. */
+  text: string;
+  promptTokens: number;
+  outputTokens: number;
+  stats: CacheStats | null;
+}
+
+/** Why a response never started. */
+export type NotStarted = { kind: "invalid"; message: string } | ({ kind: "refused" } & Refusal);
+
+export type Outcome = Finished | NotStarted;
+
+/** The render stage: always a promise (the synchronous renderer is wrapped until it has an async one). */
+function encodeTurn(renderer: TurnRenderer, messages: ChatMessage[], first: boolean): Promise<number[]> {
+  if (renderer.encodeTurnAsync) return renderer.encodeTurnAsync(messages, first);
+  return Promise.resolve().then(() => renderer.encodeTurn(messages, first));
+}
+
+export class ResponseRun {
+  /** Resolves when the turn was submitted (null) or could not be (why). */
+  readonly started: Promise<NotStarted | null>;
+  readonly done: Promise<Outcome>;
+  #started!: (v: NotStarted | null) => void;
+  #cancel: string | null = null;
+  #job: { cancel(detail?: string): void } | null = null;
+
+  constructor(readonly ctx: ResponseContext, readonly spec: ResponseSpec, readonly sink: ResponseSink) {
+    this.started = new Promise((r) => (this.#started = r));
+    this.done = this.#run().catch((e) => {
+      // A bug, not a client error: end the response as failed rather than leave it hanging.
+      this.#job?.cancel("error");
+      this.#started(null);
+      return this.#finished({ reason: "error", error: e as Error }, "");
+    });
+  }
+
+  /** End the response (at any stage); `detail` is reported with the cancelled outcome. */
+  cancel(detail: string): void {
+    if (this.#job) this.#job.cancel(detail);
+    else this.#cancel ??= detail;
+  }
+
+  async #run(): Promise<Outcome> {
+    const { ctx, spec, sink } = this;
+    let prompt: number[];
+    try {
+      prompt = await encodeTurn(ctx.renderer, spec.messages, spec.first);
+    } catch (e) {
+      return this.#notStarted({ kind: "invalid", message: (e as Error).message });
+    }
+    if (spec.conv.released) {
+      // The conversation went away while the turn rendered: there is nothing to keep it in.
+      this.#started(null);
+      return this.#finished({ reason: "cancelled", detail: this.#cancel ?? "released" }, "");
+    }
+    const detok = new Detokenizer(ctx.tokenizer, { stripLeadingSpace: !ctx.renderer.usesTemplate });
+    const stops = new StopMatcher(spec.stops ?? []);
+    const { metrics, scheduler } = ctx;
+    let text = "";
+    const job = ctx.admission.submit(scheduler, spec.conv, {
+      prompt,
+      maxTokens: spec.maxTokens,
+      sampling: spec.sampling,
+      stopTokens: new Set([ctx.tokenizer.eosId]),
+      isPaused: spec.isPaused,
+      // Hot path, once per token.
+      onToken: (token) => {
+        const piece = stops.push(detok.push(token));
+        if (piece !== "") {
+          text += piece;
+          if (sink.onText(piece)) {
+            metrics.gatewayTokenLatency.observe((performance.now() - scheduler.stepResolvedAt) / 1000);
+          }
+        }
+        return stops.stopped;
+      },
+    });
+    if (isRefusal(job)) return this.#notStarted({ kind: "refused", ...job });
+    this.#job = job;
+    this.#started(null);
+    sink.onStart?.();
+    if (this.#cancel !== null) job.cancel(this.#cancel);
+    const r = await job.done;
+    const tail = stops.push(detok.flush()) + stops.flush();
+    if (tail !== "") {
+      text += tail;
+      sink.onText(tail); // not tied to a step: not a per-token latency
+    }
+    const reason = r.reason === "length" && stops.stopped ? "stop" : r.reason;
+    return this.#finished({ ...r, reason }, text);
+  }
+
+  #notStarted(why: NotStarted): NotStarted {
+    this.#started(why);
+    return why;
+  }
+
+  #finished(
+    r: { reason: FinishReason; detail?: string; error?: Error; promptTokens?: number; outputTokens?: number },
+    text: string,
+  ): Finished {
+    return {
+      kind: "finished",
+      reason: r.reason,
+      detail: r.detail,
+      error: r.error,
+      text,
+      promptTokens: r.promptTokens ?? 0,
+      outputTokens: r.outputTokens ?? 0,
+      stats: this.spec.conv.stats,
+    };
+  }
+}
