@@ -16,6 +16,7 @@ import { apiKeyAuth } from "./middleware/auth.ts";
 import { originGuard } from "./middleware/origin.ts";
 import { SessionManager } from "./realtime/manager.ts";
 import { Admission } from "./response/admission.ts";
+import { InputBudget } from "./response/input_budget.ts";
 import { createWebRoutes } from "./web/routes.ts";
 import type { SessionContext } from "./realtime/session.ts";
 import { Scheduler } from "./scheduler/scheduler.ts";
@@ -65,6 +66,8 @@ export function createApp(opts: CreateAppOptions): Gateway {
     config,
     scheduler,
     admission: new Admission(config.maxSessions, metrics),
+    inputBudget: new InputBudget(config.inputBudgetMb * 1024 * 1024, metrics),
+    maxPromptTokens: config.maxPromptTokens,
     renderer: new ChatRenderer(tokenizer),
     tokenizer,
     metrics,

@@ -10,6 +10,8 @@ export type ErrorCode =
   // Client input (both front ends).
   | "invalid_json"
   | "invalid_value"
+  | "input_too_large"
+  | "prompt_too_large"
   // Realtime events.
   | "invalid_event"
   | "binary_not_supported"
@@ -19,6 +21,7 @@ export type ErrorCode =
   | "conversation_already_has_active_response"
   | "response_cancel_not_active"
   | "session_settings_locked"
+  | "item_not_found"
   | "session_not_found"
   | "session_in_use"
   // HTTP.

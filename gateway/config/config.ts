@@ -35,6 +35,12 @@ export const ConfigSchema = z.object({
   maxFrameBytes: positiveInt.default(256 * 1024),
   /** Largest HTTP request body (chat completions); larger ones get 413. */
   maxBodyBytes: positiveInt.default(1 << 20),
+  /** UTF-8 bytes of items a Realtime session may hold unanswered (input_budget.ts); 0 = no cap. */
+  maxPendingBytes: z.number().int().min(0).default(2 << 20),
+  /** Tokens one response's rendered turn may have (HTTP and Realtime); 0 = no cap. */
+  maxPromptTokens: z.number().int().min(0).default(1 << 20),
+  /** MiB of client input not yet consumed (pending items + rendered prompts) over all sessions; 0 = no cap. */
+  inputBudgetMb: z.number().min(0).default(512),
   /** A session whose socket buffers more than this many bytes is paused. */
   backpressureBytes: positiveInt.default(1 << 20),
   maxBatchTokens: positiveInt.default(512),
@@ -108,6 +114,27 @@ const FIELDS: FieldSpec[] = [
     env: "MAX_BODY_BYTES",
     kind: "int",
     help: "HTTP body limit",
+  },
+  {
+    key: "maxPendingBytes",
+    flag: "max-pending-bytes",
+    env: "MAX_PENDING_BYTES",
+    kind: "int",
+    help: "unanswered item bytes per session (0 = no cap)",
+  },
+  {
+    key: "maxPromptTokens",
+    flag: "max-prompt-tokens",
+    env: "MAX_PROMPT_TOKENS",
+    kind: "int",
+    help: "tokens of one turn (0 = no cap)",
+  },
+  {
+    key: "inputBudgetMb",
+    flag: "input-budget-mb",
+    env: "INPUT_BUDGET_MB",
+    kind: "number",
+    help: "MiB of unprocessed input, all sessions (0 = no cap)",
   },
   {
     key: "backpressureBytes",

@@ -49,6 +49,9 @@ function notStartedFailure(o: NotStarted): Failure {
       param: "messages",
     };
   }
+  if (o.kind === "too_large") {
+    return { status: 400, code: "prompt_too_large", message: o.message, param: "messages" };
+  }
   return { status: o.code === "server_busy" ? 429 : 503, code: o.code, message: o.message };
 }
 

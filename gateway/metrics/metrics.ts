@@ -208,6 +208,10 @@ export class Metrics {
   readonly cachedTokens = new Gauge("sinkstream:kv_cache_tokens", "Tokens cached over all live sequences.");
   readonly evictions = new Counter("sinkstream:cache_evictions_total", "Tokens evicted by the cache policy.");
   readonly sequences = new Gauge("sinkstream:num_sequences", "Live engine sequences.");
+  readonly inputBytes = new Gauge(
+    "sinkstream:input_bytes",
+    "Client input held but not yet consumed: pending items and rendered prompts (see --input-budget-mb).",
+  );
   readonly steps = new Counter("sinkstream:engine_steps_total", "Engine steps run.");
   readonly cancelled = new Counter(
     "sinkstream:requests_cancelled_total",
@@ -248,6 +252,7 @@ export class Metrics {
       this.cachedTokens,
       this.evictions,
       this.sequences,
+      this.inputBytes,
       this.steps,
       this.cancelled,
       this.engineStep,

@@ -77,6 +77,13 @@ export const ResponseCancelSchema = z.object({
   response_id: z.string().optional(),
 });
 
+/** Deletes an item not yet answered (items already in the KV cache cannot be taken out of it). */
+export const ItemDeleteSchema = z.object({
+  type: z.literal("conversation.item.delete"),
+  event_id: z.string().optional(),
+  item_id: z.string(),
+});
+
 export type SessionUpdate = z.infer<typeof SessionUpdateSchema>;
 export type ItemCreate = z.infer<typeof ItemCreateSchema>;
 export type ResponseCreate = z.infer<typeof ResponseCreateSchema>;
@@ -88,7 +95,6 @@ export const UNSUPPORTED_TYPES = new Set([
   "input_audio_buffer.commit",
   "input_audio_buffer.clear",
   "output_audio_buffer.clear",
-  "conversation.item.delete",
   "conversation.item.retrieve",
   "conversation.item.truncate",
   "transcription_session.update",

@@ -9,12 +9,14 @@
 import type { ChatMessage } from "../chat/template.ts";
 import type { Config } from "../config/config.ts";
 import type { ErrorCode } from "../errors.ts";
+import { InputLedger, utf8Bytes } from "../response/input_budget.ts";
 import { sequenceOptions } from "../response/options.ts";
 import { type ResponseContext, ResponseRun } from "../response/runner.ts";
 import { Conversation } from "../scheduler/scheduler.ts";
 import {
   errorEvent,
   ItemCreateSchema,
+  ItemDeleteSchema,
   newEventId,
   newId,
   ResponseCancelSchema,
@@ -49,6 +51,14 @@ interface ActiveResponse {
 }
 
 const OPEN = 1;
+/** Item ids remembered for uniqueness and `previous_item_id` (ids only: the cache holds the content). */
+const REMEMBERED_IDS = 1000;
+
+/** An item added by the client and not answered yet, with the bytes its ledger holds for it. */
+interface PendingItem {
+  item: StoredItem;
+  bytes: number;
+}
 
 function textOf(item: StoredItem): string {
   return item.content.map((c) => c.text).join("");
@@ -65,8 +75,12 @@ export class RealtimeSession implements ResponseHost {
   maxOutputTokens: number | "inf";
   temperature: number;
   ext: SinkstreamSession = {};
-  #items: StoredItem[] = [];
-  #unsent: StoredItem[] = [];
+  /** Ids of the conversation's latest items, oldest first (at most REMEMBERED_IDS). */
+  #ids: string[] = [];
+  #idSet = new Set<string>();
+  #unsent: PendingItem[] = [];
+  /** Memory held by this session's unanswered items (input_budget.ts). */
+  readonly input: InputLedger;
   #turns = 0;
   active: ActiveResponse | null = null;
   detachTimer: ReturnType<typeof setTimeout> | null = null;
@@ -78,6 +92,17 @@ export class RealtimeSession implements ResponseHost {
     this.maxOutputTokens = ctx.config.maxOutputTokens;
     this.temperature = ctx.config.temperature;
     this.conv = new Conversation(sequenceOptions(ctx.config));
+    this.input = new InputLedger(ctx.inputBudget, ctx.config.maxPendingBytes);
+  }
+
+  #remember(id: string): void {
+    this.#ids.push(id);
+    this.#idSet.add(id);
+    if (this.#ids.length > REMEMBERED_IDS) this.#idSet.delete(this.#ids.shift()!);
+  }
+
+  #lastId(): string | null {
+    return this.#ids.at(-1) ?? null;
   }
 
   capacity(): number {
@@ -148,7 +173,7 @@ export class RealtimeSession implements ResponseHost {
   detach(ttlMs: number, onExpire: () => void): void {
     this.socket = null;
     this.active?.run.cancel("disconnected");
-    if (ttlMs <= 0 || (!this.conv.started && this.#items.length === 0)) {
+    if (ttlMs <= 0 || (!this.conv.started && this.#unsent.length === 0)) {
       onExpire();
       return;
     }
@@ -166,6 +191,8 @@ export class RealtimeSession implements ResponseHost {
     this.detachTimer = null;
     this.active?.run.cancel("closed");
     this.ctx.scheduler.release(this.conv);
+    this.#unsent = [];
+    this.input.releaseAll();
   }
 
   /** Handle one raw frame from the client. Never throws. */
@@ -213,6 +240,8 @@ export class RealtimeSession implements ResponseHost {
         return this.#responseCreate(obj, eventId);
       case "response.cancel":
         return this.#responseCancel(obj, eventId);
+      case "conversation.item.delete":
+        return this.#itemDelete(obj, eventId);
     }
     if (UNSUPPORTED_TYPES.has(obj.type)) {
       this.sendError(
@@ -291,8 +320,15 @@ export class RealtimeSession implements ResponseHost {
     }
     const it = r.data.item;
     const id = it.id ?? newId("item");
-    if (this.#items.some((x) => x.id === id)) {
+    if (this.#idSet.has(id)) {
       this.sendError("invalid_value", `item id ${id} already exists`, eventId, "item.id");
+      return;
+    }
+    let bytes = 0;
+    for (const c of it.content) bytes += utf8Bytes(c.text);
+    const refused = this.input.holdItem(bytes);
+    if (refused) {
+      this.sendError(refused.code, refused.message, eventId, "item");
       return;
     }
     const item: StoredItem = {
@@ -306,10 +342,9 @@ export class RealtimeSession implements ResponseHost {
         text: c.text,
       })),
     };
-    const previous = this.#items.at(-1)?.id ?? null;
-    this.#items.push(item);
-    this.#unsent.push(item);
-    if (this.#items.length > 1000) this.#items.splice(0, this.#items.length - 1000);
+    const previous = this.#lastId();
+    this.#remember(id);
+    this.#unsent.push({ item, bytes });
     this.send({ type: "conversation.item.added", previous_item_id: previous, item });
     this.send({ type: "conversation.item.created", previous_item_id: previous, item });
     this.send({ type: "conversation.item.done", previous_item_id: previous, item });
@@ -345,7 +380,7 @@ export class RealtimeSession implements ResponseHost {
     if (instructions !== "" && instructions !== this.#sentInstructions) {
       messages.push({ role: "system", content: instructions });
     }
-    for (const it of taken) messages.push({ role: it.role, content: textOf(it) });
+    for (const p of taken) messages.push({ role: p.item.role, content: textOf(p.item) });
     const maxTokens = p.max_output_tokens ?? this.maxOutputTokens;
     const response = new RealtimeResponse(this, maxTokens, p.metadata ?? null);
     const run = new ResponseRun(this.ctx, {
@@ -378,6 +413,8 @@ export class RealtimeSession implements ResponseHost {
     active.done = run.done.then((o) => {
       if (this.active === active) this.active = null;
       if (o.kind === "finished") {
+        // The turn is in the conversation now (fed, or pending in the scheduler): its items are answered.
+        for (const p of taken) this.input.releaseItem(p.bytes);
         if (!response.announced) this.#announce(response);
         response.finish(o);
         return;
@@ -385,14 +422,40 @@ export class RealtimeSession implements ResponseHost {
       this.#unsent = [...taken, ...this.#unsent];
       if (o.kind === "invalid") {
         this.sendError("invalid_value", `cannot render the turn: ${o.message}`, eventId);
+      } else if (o.kind === "too_large") {
+        this.sendError("prompt_too_large", `${o.message}; delete items (conversation.item.delete)`, eventId);
       } else this.sendError(o.code, o.message, eventId);
     });
   }
 
   #announce(response: RealtimeResponse): void {
-    const previous = this.#items.at(-1)?.id ?? null;
-    this.#items.push(response.item);
+    const previous = this.#lastId();
+    this.#remember(response.item.id);
     response.announce(previous);
+  }
+
+  #itemDelete(obj: unknown, eventId: string | null): void {
+    const r = ItemDeleteSchema.safeParse(obj);
+    if (!r.success) {
+      const { message, param } = zodMessage(r.error);
+      this.sendError("invalid_value", message, eventId, param);
+      return;
+    }
+    const id = r.data.item_id;
+    const at = this.#unsent.findIndex((p) => p.item.id === id);
+    if (at < 0) {
+      const why = this.#idSet.has(id)
+        ? `item ${id} was answered and is in the KV cache: only unanswered items can be deleted`
+        : `no item ${id} in this conversation`;
+      this.sendError("item_not_found", why, eventId, "item_id");
+      return;
+    }
+    const [gone] = this.#unsent.splice(at, 1);
+    this.input.releaseItem(gone.bytes);
+    const i = this.#ids.lastIndexOf(id);
+    if (i >= 0) this.#ids.splice(i, 1);
+    this.#idSet.delete(id);
+    this.send({ type: "conversation.item.deleted", item_id: id });
   }
 
   #responseCancel(obj: unknown, eventId: string | null): void {

@@ -25,6 +25,7 @@ import { StopMatcher } from "../chat/stop.ts";
 import type { Metrics } from "../metrics/metrics.ts";
 import type { Conversation, FinishReason, Scheduler } from "../scheduler/scheduler.ts";
 import { type Admission, isRefusal, type Refusal } from "./admission.ts";
+import { type InputBudget, PROMPT_TOKEN_BYTES } from "./input_budget.ts";
 
 /** Renders a turn to tokens (gateway/chat/template.ts); `encodeTurnAsync` when it has one. */
 export interface TurnRenderer {
@@ -40,6 +41,10 @@ export interface ResponseContext {
   renderer: TurnRenderer;
   tokenizer: Tokenizer;
   metrics: Metrics;
+  /** Client input held but not consumed yet, over the whole gateway (input_budget.ts). */
+  inputBudget: InputBudget;
+  /** Tokens one rendered turn may have; 0 = no cap (`--max-prompt-tokens`). */
+  maxPromptTokens: number;
 }
 
 export interface ResponseSpec {
@@ -75,8 +80,11 @@ export interface Finished {
   stats: CacheStats | null;
 }
 
-/** Why a response never started. */
-export type NotStarted = { kind: "invalid"; message: string } | ({ kind: "refused" } & Refusal);
+/** Why a response never started: a turn that cannot be rendered, one over the prompt cap, or a refusal. */
+export type NotStarted =
+  | { kind: "invalid"; message: string }
+  | { kind: "too_large"; message: string }
+  | ({ kind: "refused" } & Refusal);
 
 export type Outcome = Finished | NotStarted;
 
@@ -111,7 +119,7 @@ export class ResponseRun {
   }
 
   async #run(): Promise<Outcome> {
-    const { ctx, spec, sink } = this;
+    const { ctx, spec } = this;
     let prompt: number[];
     try {
       prompt = await encodeTurn(ctx.renderer, spec.messages, spec.first);
@@ -123,6 +131,28 @@ export class ResponseRun {
       this.#started(null);
       return this.#finished({ reason: "cancelled", detail: this.#cancel ?? "released" }, "");
     }
+    const cap = ctx.maxPromptTokens;
+    if (cap > 0 && prompt.length > cap) {
+      return this.#notStarted({
+        kind: "too_large",
+        message:
+          `the turn renders to ${prompt.length} tokens, over the limit of ${cap} (--max-prompt-tokens)`,
+      });
+    }
+    // The prompt is held in memory until its job is done (the scheduler feeds it chunk by chunk).
+    const promptBytes = prompt.length * PROMPT_TOKEN_BYTES;
+    const over = ctx.inputBudget.hold(promptBytes, "this turn");
+    if (over) return this.#notStarted({ kind: "refused", code: over.code, message: over.message });
+    try {
+      return await this.#stream(prompt);
+    } finally {
+      ctx.inputBudget.release(promptBytes);
+    }
+  }
+
+  /** Stages 2-4 for a rendered prompt. */
+  async #stream(prompt: number[]): Promise<Outcome> {
+    const { ctx, spec, sink } = this;
     const detok = new Detokenizer(ctx.tokenizer, { stripLeadingSpace: !ctx.renderer.usesTemplate });
     const stops = new StopMatcher(spec.stops ?? []);
     const { metrics, scheduler } = ctx;
