@@ -739,7 +739,7 @@ static int cuda_forward(ss_backend_ctx *c, const ss_forward_item *items, int32_t
       return ss_fail(SS_ERR_LIMIT, "cuda backend: %lld+ tokens exceed max_batch_tokens %d",
                      (long long)T + it->n_tokens, c->max_tokens);
     int64_t end = it->start_index + it->n_tokens;
-    int64_t need = end < it->geom.capacity ? end : it->geom.capacity;
+    int64_t need = ss_geom_n_cached(end, it->geom.capacity);
     if (!kv || kv->n_slots < need)
       return ss_fail(SS_ERR_BACKEND, "cuda backend: item %d: KV storage holds %d slots, the step needs %lld", i,
                      kv ? kv->n_slots : 0, (long long)need);

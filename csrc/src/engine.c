@@ -5,7 +5,7 @@
  * freed id is the next one handed out), validates every step before touching
  * anything, grows each sequence's KV storage on demand (doubling, up to its
  * capacity), calls the backend's forward pass and samples on the host.
- * Cache geometry: see backend.h. ss_seq_stats.n_sinks reports the configured
+ * Cache geometry: cache_geometry.h. ss_seq_stats.n_sinks reports the configured
  * S of a streaming sequence (0 for window / dense).
  */
 #include <math.h>
@@ -261,9 +261,7 @@ int ss_seq_set_sampling(ss_engine *e, int32_t seq_id, const ss_seq_params *param
   return SS_OK;
 }
 
-static int32_t seq_cached(const ss_seq *s) {
-  return s->n_seen < s->geom.capacity ? (int32_t)s->n_seen : s->geom.capacity;
-}
+static int32_t seq_cached(const ss_seq *s) { return ss_geom_n_cached(s->n_seen, s->geom.capacity); }
 
 int ss_seq_get_stats(const ss_engine *e, int32_t seq_id, ss_seq_stats *out) {
   if (!e || !out) return ss_fail(SS_ERR_INVALID_ARGUMENT, "ss_seq_get_stats: engine or out is NULL");
@@ -290,8 +288,8 @@ int ss_seq_get_cache_indices(const ss_engine *e, int32_t seq_id, int64_t *out, i
   if (out_n) *out_n = n;
   if (n == 0) return SS_OK;
   /* what the last token (t = n_seen - 1) sees: sinks, then the recent window */
-  int64_t t = s->n_seen - 1, S = s->geom.n_sinks, R = s->geom.capacity - S;
-  int64_t n_sink = S < t + 1 ? S : t + 1, lo = t - R + 1 > S ? t - R + 1 : S;
+  int64_t t = s->n_seen - 1;
+  int64_t n_sink = ss_geom_n_sinks_visible(t, s->geom.n_sinks), lo = ss_geom_recent_lo(t, s->geom.n_sinks, s->geom.capacity);
   int32_t k = 0;
   for (int64_t i = 0; i < n_sink && k < cap; i++) out[k++] = i;
   for (int64_t i = lo; i <= t && k < cap; i++) out[k++] = i;
@@ -341,7 +339,7 @@ static int validate_step(ss_engine *e, int32_t n_items, const int32_t *seq_ids, 
     }
     off += n_tokens[i];
     const ss_seq *s = e->seqs[seq_ids[i]];
-    if (s->policy == SS_POLICY_DENSE && s->n_seen + n_tokens[i] > s->geom.capacity)
+    if (s->policy == SS_POLICY_DENSE && !ss_geom_dense_fits(s->n_seen, n_tokens[i], s->geom.capacity))
       return ss_fail(SS_ERR_CONTEXT_FULL,
                      "ss_engine_step: dense sequence %d is full: %lld cached + %d new tokens exceed capacity %d",
                      seq_ids[i], (long long)s->n_seen, n_tokens[i], s->geom.capacity);
@@ -353,8 +351,7 @@ static int validate_step(ss_engine *e, int32_t n_items, const int32_t *seq_ids, 
  * (doubling, capped at capacity). Contents are kept, so a failure here
  * leaves every sequence as it was. */
 static int reserve_for(ss_engine *e, ss_seq *s, int32_t n) {
-  int64_t need = s->n_seen + n;
-  if (need > s->geom.capacity) need = s->geom.capacity;
+  int32_t need = ss_geom_n_cached(s->n_seen + n, s->geom.capacity);
   if (need <= s->n_reserved) return SS_OK;
   int64_t grow = s->n_reserved ? 2 * (int64_t)s->n_reserved : FIRST_RESERVE;
   if (grow < need) grow = need;
