@@ -39,13 +39,19 @@ typedef struct ss_backend_ops {
   /* Make room for slots [0, n_slots) (n_slots <= capacity); keeps contents. */
   int (*kv_reserve)(ss_backend_ctx *ctx, void *kv, int32_t n_slots);
   void (*kv_destroy)(ss_backend_ctx *ctx, void *kv);
+  /* Bytes of KV memory held by `kv` now, and bytes one cached token takes (K and V of every layer). */
   int64_t (*kv_bytes)(ss_backend_ctx *ctx, const void *kv);
+  int64_t (*kv_bytes_per_token)(ss_backend_ctx *ctx);
   /* Run the forward pass over all items (tokens of all items batched through
    * every matmul). For each item with want_logits, writes vocab floats to
    * logits + k * vocab where k counts the items with want_logits before it.
    * Storage of every item has been reserved for all slots it will write. */
   int (*forward)(ss_backend_ctx *ctx, const ss_forward_item *items, int32_t n_items, float *logits);
 } ss_backend_ops;
+
+/* The backend an engine runs and its context (*ctx), for backend-specific entry points
+ * (backend_cuda.h); NULL for a NULL engine. */
+const ss_backend_ops *ss_engine_backend(const ss_engine *e, ss_backend_ctx **ctx);
 
 /* Backends compiled into this library (NULL when not built). */
 const ss_backend_ops *ss_backend_cpu(void);

@@ -42,6 +42,7 @@
 typedef struct cpu_kv {
   ss_cache_geometry geom;
   int32_t n_slots; /* slots allocated in every layer buffer */
+  int64_t bytes;   /* bytes of the 2 * n_layers buffers as allocated */
   float **k;       /* [n_layers] -> [n_slots, kv_dim], keys rotated at their stream index */
   float **v;       /* [n_layers] -> [n_slots, kv_dim] */
 } cpu_kv;
@@ -226,6 +227,7 @@ static int cpu_kv_reserve(ss_backend_ctx *c, void *kvp, int32_t n_slots) {
     kv->v[l] = nv;
   }
   kv->n_slots = n_slots;
+  kv->bytes = 2 * (int64_t)c->n_layers * (int64_t)bytes;
   return SS_OK;
 oom:
   return ss_fail(SS_ERR_OUT_OF_MEMORY, "cpu backend: cannot grow a KV cache to %d slots (%zu bytes per layer)",
@@ -244,10 +246,12 @@ static void cpu_kv_destroy(ss_backend_ctx *c, void *kvp) {
   free(kv);
 }
 
-static int64_t cpu_kv_bytes(ss_backend_ctx *c, const void *kvp) {
-  const cpu_kv *kv = kvp;
-  return (int64_t)c->n_layers * 2 * kv->n_slots * (int64_t)c->kv_dim * (int64_t)sizeof(float);
+/* K and V rows of one slot in every layer (f32) */
+static int64_t cpu_kv_bytes_per_token(ss_backend_ctx *c) {
+  return (int64_t)c->n_layers * 2 * (int64_t)c->kv_dim * (int64_t)sizeof(float);
 }
+
+static int64_t cpu_kv_bytes(ss_backend_ctx *c, const void *kvp) { return ((const cpu_kv *)kvp)->bytes; }
 
 /* ---- parallel tasks ---------------------------------------------------------- */
 
@@ -586,6 +590,7 @@ static const ss_backend_ops cpu_ops = {
     .kv_reserve = cpu_kv_reserve,
     .kv_destroy = cpu_kv_destroy,
     .kv_bytes = cpu_kv_bytes,
+    .kv_bytes_per_token = cpu_kv_bytes_per_token,
     .forward = cpu_forward,
 };
 
