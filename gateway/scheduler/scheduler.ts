@@ -463,6 +463,15 @@ export class Scheduler {
         const b = batch[i];
         const job = b.job;
         job.inFlight = false;
+        const failed = results[i].error;
+        if (failed) {
+          // This item alone failed and nothing of it was fed: only its job ends; the others go on.
+          if (!job.finished) {
+            job.ending = "error";
+            job.endError = failed;
+          }
+          continue;
+        }
         job.conv.statsStale = true;
         if (b.tokens === job.decodeTokens) job.nextUnfed = false;
         else job.fed += b.tokens.length;
@@ -477,7 +486,7 @@ export class Scheduler {
     for (let i = 0; i < n; i++) {
       const b = batch[i];
       const job = b.job;
-      if (b.tokens !== job.decodeTokens) m?.promptTokens.inc(b.tokens.length);
+      if (b.tokens !== job.decodeTokens && !results[i].error) m?.promptTokens.inc(b.tokens.length);
       if (job.ending !== null && !job.finished) this.finish(job, job.ending, job.endError);
       if (job.conv.statsStale) this.#refreshStats(job.conv);
     }
