@@ -27,7 +27,7 @@
  * Thread safety
  * - ss_model is immutable after load and may be shared by several engines
  *   and threads. ss_model_load and ss_engine_create may run on any thread,
- *   concurrently with anything (different models / engines).
+ *   also concurrently with each other and with calls on existing engines.
  * - An ss_engine is NOT thread-safe: calls on one engine must be serialised
  *   by the caller (the Deno binding runs steps one at a time on a worker
  *   thread). Different engines may be used from different threads.
