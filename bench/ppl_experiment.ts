@@ -57,6 +57,7 @@ async function sampleStream(
     for (let i = 0; i < Math.min(400, maxSeqLen - 1) && stream.length < n; i++) {
       if (tok !== bos || bosBetween || stream.length === 0) stream.push(tok);
       const [r] = await engine.step([{ seq, tokens: [tok] }]);
+      if (r.error) throw r.error;
       tok = r.token;
       if (tok === eos) break;
     }

@@ -26,7 +26,7 @@ CUDA_LIBDIR := $(firstword $(wildcard $(CUDA_HOME)/lib64 $(CUDA_HOME)/lib $(CUDA
 CUDA_LINK  := -L$(CUDA_LIBDIR) -Wl,-rpath,$(CUDA_LIBDIR) -lcudart -ldl -lstdc++
 
 KERNEL_SRCS := $(wildcard ../kernels/*.cu)
-KERNEL_HDRS := $(wildcard ../kernels/*.h ../kernels/*.cuh)
+KERNEL_HDRS := $(wildcard ../kernels/*.h ../kernels/*.cuh) src/cache_geometry.h
 
 # ---- generic rules, parameterised by the object folder CUDA_OBJ ---------------------------
 CUDA_BUILD ?= $(BUILD)/cuda

@@ -19,7 +19,7 @@ EMU_COBJS := $(patsubst src/%.c,$(EMU_BUILD)/obj/%.o,$(SRCS))
 EMU_KOBJS := $(patsubst ../kernels/%.cu,$(EMU_BUILD)/kernels/%.o,$(wildcard ../kernels/*.cu))
 EMU_RT    := $(EMU_BUILD)/obj/emu_runtime.o $(EMU_BUILD)/obj/emu_scheduler.o
 EMU_LIB_OBJS := $(EMU_COBJS) $(EMU_KOBJS) $(EMU_RT)   # the library with the emulated CUDA backend
-EMU_HDRS  := $(wildcard $(EMU_DIR)/include/*.h) $(wildcard ../kernels/*.h ../kernels/*.cuh)
+EMU_HDRS  := $(wildcard $(EMU_DIR)/include/*.h) $(wildcard ../kernels/*.h ../kernels/*.cuh) src/cache_geometry.h
 EMU_ENV   ?=
 
 $(EMU_BUILD)/obj $(EMU_BUILD)/kernels:

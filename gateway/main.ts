@@ -72,6 +72,15 @@ async function main(): Promise<void> {
     if (e instanceof SinkstreamError) fail(oneLine(e));
     throw e;
   }
+  // The session defaults go through the engine's own validator now, not at the first response.
+  try {
+    engine.checkSequenceOptions({ policy: config.policy, sinks: config.sinks, capacity: config.window });
+  } catch (e) {
+    if (e instanceof SinkstreamError) {
+      fail(`--policy ${config.policy} --sinks ${config.sinks} --window ${config.window}: ${oneLine(e)}`);
+    }
+    throw e;
+  }
   const tokenizer = await loadTokenizer(resolved.modelPath, config.tokenizer ?? resolved.tokenizerPath);
   const gw = createApp({ engine, tokenizer, config, modelName: config.modelName ?? resolved.name });
   const tls = config.tlsCert && config.tlsKey

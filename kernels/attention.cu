@@ -6,7 +6,7 @@
  *   j >= ns:                 recent i = lo + (j - ns)  scored with q rotated at t    (q_rec)
  * with lo = max(S, t-R+1), n(t) = min(t+1, C) keys in all. Key i is read from the step's
  * scratch when i >= s0 (a token of the item's own chunk) and from ring slot(i) otherwise, so a
- * chunk sees exactly what token-by-token feeding would (csrc/src/backend.h, docs/decisions.md).
+ * chunk sees exactly what token-by-token feeding would (csrc/src/cache_geometry.h, docs/decisions.md).
  * Keys are stored rotated at their stream index; rotating the query twice applies StreamingLLM's
  * re-indexed positions on the fly: nothing in the cache is moved or re-rotated on eviction.
  *
@@ -42,13 +42,13 @@ __global__ void __launch_bounds__(ATT_WARPS * 32)
   const bool dim_ok = d0 < hd;
 
   const ssk_item it = items[tok_item[tok]];
-  const int32_t S = it.n_sinks, C = it.capacity, R = C - S;
+  const int32_t S = it.n_sinks, C = it.capacity;
   const int64_t t = it.s0 + (tok - it.tok_off);
-  const int32_t n = (int32_t)(t + 1 < (int64_t)C ? t + 1 : (int64_t)C);
-  const int32_t ns = (int32_t)(t + 1 < (int64_t)S ? t + 1 : (int64_t)S);
-  const int64_t lo = t - R + 1 > (int64_t)S ? t - R + 1 : (int64_t)S;
-  /* ring offset of key lo (recent keys are consecutive in the ring) */
-  const int32_t lo_ring = R > 0 ? (int32_t)((lo - S) % (int64_t)R) : 0;
+  const int32_t n = ss_geom_n_visible(t, C);
+  const int32_t ns = ss_geom_n_sinks_visible(t, S);
+  const int64_t lo = ss_geom_recent_lo(t, S, C);
+  /* slot of key lo (recent keys are consecutive in the ring from there) */
+  const int32_t lo_slot = ss_geom_slot(lo, S, C);
 
   const int j_begin = split * split_len;
   const int j_end = min(n, j_begin + split_len);
@@ -96,9 +96,7 @@ __global__ void __launch_bounds__(ATT_WARPS * 32)
       } else {
         int32_t r = j - ns;
         i = lo + r;
-        int32_t ro = lo_ring + r;
-        if (ro >= R) ro -= R;
-        slot = S + ro;
+        slot = ss_geom_ring_step(lo_slot, r, S, C);
       }
       const T *krow = att_key_ptr<T>(it, layer, 0, i, k_scr, kv_dim, kv_off, slot);
       vrow = att_key_ptr<T>(it, layer, 1, i, v_scr, kv_dim, kv_off, slot);

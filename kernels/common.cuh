@@ -1,4 +1,6 @@
-/* common.cuh — element-type helpers shared by the kernels (fp16 / bf16 storage, fp32 math). */
+/* common.cuh — what the kernels share: element-type helpers (fp16 / bf16 storage, fp32 math), block
+ * reductions, cache rows, and the cache geometry (csrc/src/cache_geometry.h, the same header the CPU
+ * backend and the engine use). */
 #ifndef SS_KERNELS_COMMON_CUH
 #define SS_KERNELS_COMMON_CUH
 
@@ -7,6 +9,7 @@
 #include <cuda_runtime.h>
 #include <stdint.h>
 
+#include "../csrc/src/cache_geometry.h"
 #include "ss_kernels.h"
 
 template <typename T> struct ssk_t;
@@ -58,12 +61,6 @@ __device__ __forceinline__ float ssk_block_sum(float v) {
   __syncthreads();
   v = l < nw ? red[l] : 0.0f;
   return ssk_warp_sum(v);
-}
-
-/* slot of stream index i (see backend.h); R = C - S > 0 */
-__device__ __forceinline__ int32_t ssk_slot(int64_t i, int32_t S, int32_t C) {
-  if (i < S) return (int32_t)i;
-  return S + (int32_t)((i - S) % (int64_t)(C - S));
 }
 
 /* first element of the K (which = 0) or V (which = 1) row of `slot` in `layer` */

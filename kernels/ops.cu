@@ -58,7 +58,7 @@ __global__ void rope_tables_kernel(float *tab, const ssk_item *items, const int3
   int tok = blockIdx.x;
   const ssk_item it = items[tok_item[tok]];
   int64_t t = it.s0 + (tok - it.tok_off);
-  int64_t n = t + 1 < (int64_t)it.capacity ? t + 1 : (int64_t)it.capacity;
+  int64_t n = ss_geom_n_visible(t, it.capacity);
   float *o = tab + (size_t)tok * 4 * half;
   for (int j = threadIdx.x; j < half; j += blockDim.x) {
     double s, c;
@@ -88,7 +88,7 @@ __global__ void qkv_rope_kernel(const float *qkv, const float *bias, const float
   const ssk_item it = items[tok_item[tok]];
   const bool direct = it.n_tokens == 1; /* decode: its own slot holds nothing it can still see */
   int32_t slot = 0;
-  if (direct) slot = ssk_slot(it.s0, it.n_sinks, it.capacity);
+  if (direct) slot = ss_geom_slot(it.s0, it.n_sinks, it.capacity);
   const float *row = qkv + (size_t)tok * (q_dim + 2 * kv_dim);
   const float *tb = tab + (size_t)tok * 4 * half;
   for (int idx = threadIdx.x; idx < sh.n_heads * half; idx += blockDim.x) {
@@ -143,21 +143,19 @@ extern "C" int ssk_qkv_rope(int dtype, const float *qkv, const float *bias, cons
   return ssk_launch_status();
 }
 
-/* Chunk tokens that token-by-token feeding would leave in the cache: the sinks and the most
- * recent R of the stream after the chunk. They map to distinct slots, so the order of the
- * writes does not matter. */
+/* Chunk tokens that token-by-token feeding would leave in the cache (ss_geom_kept: the sinks and
+ * the most recent R of the stream after the chunk). They map to distinct slots, so the order of
+ * the writes does not matter. */
 template <typename T>
 __global__ void commit_kernel(const T *k_scr, const T *v_scr, const ssk_item *items, const int32_t *tok_item,
                               int layer, int kv_dim) {
   int tok = blockIdx.x;
   const ssk_item it = items[tok_item[tok]];
   if (it.n_tokens == 1) return; /* written in place by qkv_rope */
-  const int32_t S = it.n_sinks, C = it.capacity, R = C - S;
+  const int32_t S = it.n_sinks, C = it.capacity;
   int64_t i = it.s0 + (tok - it.tok_off);
-  int64_t last = it.s0 + it.n_tokens - 1;
-  int64_t keep_from = last - R + 1 > (int64_t)S ? last - R + 1 : (int64_t)S;
-  if (!(i < S || i >= keep_from)) return;
-  int32_t slot = ssk_slot(i, S, C);
+  if (!ss_geom_kept(i, it.s0 + it.n_tokens, S, C)) return;
+  int32_t slot = ss_geom_slot(i, S, C);
   T *kc = ssk_cache_row<T>(it, layer, 0, slot, kv_dim);
   T *vc = ssk_cache_row<T>(it, layer, 1, slot, kv_dim);
   const T *ks = k_scr + (size_t)tok * kv_dim, *vs = v_scr + (size_t)tok * kv_dim;

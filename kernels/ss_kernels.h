@@ -9,7 +9,7 @@
  * fp32, the residual stream is fp32.
  *
  * KV storage of a sequence: one allocation laid out [n_layers][2 (K, V)][cap_alloc][kv_dim];
- * keys stored rotated at their stream index (see csrc/src/backend.h).
+ * keys stored rotated at their stream index (geometry: csrc/src/cache_geometry.h).
  */
 #ifndef SS_KERNELS_H
 #define SS_KERNELS_H

@@ -1,23 +1,9 @@
 /**
- * Typed errors of the runtime. Native failures carry the ss_status name as `code`
- * (e.g. "SS_ERR_FORMAT") and the message from the C library. Binding-level errors
- * (engine busy, closed handle) use codes that are not C status names.
- * This module does not touch FFI: the gateway may import it freely.
+ * Typed errors of the runtime. Native failures carry the ss_status name as `code` (e.g.
+ * "SS_ERR_FORMAT", from the library's ss_status_name), the numeric status and the message from the
+ * C library. Binding-level errors (engine busy, closed handle, a value the C ABI cannot represent)
+ * have status -1. This module does not touch FFI: the gateway may import it freely.
  */
-
-/** Status names of csrc/include/sinkstream.h by numeric value. */
-export const STATUS_NAMES: readonly string[] = [
-  "SS_OK",
-  "SS_ERR_INVALID_ARGUMENT",
-  "SS_ERR_IO",
-  "SS_ERR_FORMAT",
-  "SS_ERR_OUT_OF_MEMORY",
-  "SS_ERR_CONTEXT_FULL",
-  "SS_ERR_NOT_FOUND",
-  "SS_ERR_BACKEND",
-  "SS_ERR_UNSUPPORTED",
-  "SS_ERR_LIMIT",
-];
 
 export type SinkstreamErrorCode =
   | "SS_ERR_INVALID_ARGUMENT"
@@ -51,65 +37,75 @@ export class SinkstreamError extends Error {
   }
 }
 
+export interface InvalidArgumentOptions {
+  /** ss_status when the C library reported it (default -1: raised by the binding). */
+  status?: number;
+  /** The option at fault when known, by its TypeScript name (e.g. "sinks", "topK"). */
+  field?: string;
+}
+
 /** SS_ERR_INVALID_ARGUMENT: bad parameter, bad token id, duplicate sequence in a step... */
 export class InvalidArgumentError extends SinkstreamError {
-  constructor(message: string, status = 1) {
-    super("SS_ERR_INVALID_ARGUMENT", message, status);
+  /** The option at fault when known (e.g. "sinks" for sinks >= capacity). */
+  readonly field?: string;
+  constructor(message: string, options: InvalidArgumentOptions = {}) {
+    super("SS_ERR_INVALID_ARGUMENT", message, options.status ?? -1);
     this.name = "InvalidArgumentError";
+    if (options.field !== undefined) this.field = options.field;
   }
 }
 /** SS_ERR_IO: a file cannot be opened, read or mapped. */
 export class IoError extends SinkstreamError {
-  constructor(message: string, status = 2) {
+  constructor(message: string, status = -1) {
     super("SS_ERR_IO", message, status);
     this.name = "IoError";
   }
 }
 /** SS_ERR_FORMAT: malformed or unsupported model file. */
 export class ModelFormatError extends SinkstreamError {
-  constructor(message: string, status = 3) {
+  constructor(message: string, status = -1) {
     super("SS_ERR_FORMAT", message, status);
     this.name = "ModelFormatError";
   }
 }
 /** SS_ERR_OUT_OF_MEMORY. */
 export class OutOfMemoryError extends SinkstreamError {
-  constructor(message: string, status = 4) {
+  constructor(message: string, status = -1) {
     super("SS_ERR_OUT_OF_MEMORY", message, status);
     this.name = "OutOfMemoryError";
   }
 }
 /** SS_ERR_CONTEXT_FULL: a dense sequence has no room left. */
 export class ContextFullError extends SinkstreamError {
-  constructor(message: string, status = 5) {
+  constructor(message: string, status = -1) {
     super("SS_ERR_CONTEXT_FULL", message, status);
     this.name = "ContextFullError";
   }
 }
 /** SS_ERR_NOT_FOUND: unknown sequence id. */
 export class NotFoundError extends SinkstreamError {
-  constructor(message: string, status = 6) {
+  constructor(message: string, status = -1) {
     super("SS_ERR_NOT_FOUND", message, status);
     this.name = "NotFoundError";
   }
 }
-/** SS_ERR_BACKEND: backend failure (e.g. a CUDA error). */
+/** SS_ERR_BACKEND: backend failure (e.g. a CUDA error), or a sequence such a failure left broken. */
 export class BackendError extends SinkstreamError {
-  constructor(message: string, status = 7) {
+  constructor(message: string, status = -1) {
     super("SS_ERR_BACKEND", message, status);
     this.name = "BackendError";
   }
 }
 /** SS_ERR_UNSUPPORTED: backend / feature not built or not available. */
 export class BackendUnsupportedError extends SinkstreamError {
-  constructor(message: string, status = 8) {
+  constructor(message: string, status = -1) {
     super("SS_ERR_UNSUPPORTED", message, status);
     this.name = "BackendUnsupportedError";
   }
 }
 /** SS_ERR_LIMIT: max sequences or max batch tokens reached. */
 export class LimitError extends SinkstreamError {
-  constructor(message: string, status = 9) {
+  constructor(message: string, status = -1) {
     super("SS_ERR_LIMIT", message, status);
     this.name = "LimitError";
   }
@@ -136,30 +132,36 @@ export class NativeLibraryError extends SinkstreamError {
   }
 }
 
-/** The typed error for a failing ss_status and its message. */
-export function errorFromStatus(status: number, message: string): SinkstreamError {
-  const name = STATUS_NAMES[status] ?? "SS_ERR_UNKNOWN";
-  const msg = message || name;
-  switch (status) {
-    case 1:
-      return new InvalidArgumentError(msg);
-    case 2:
-      return new IoError(msg);
-    case 3:
-      return new ModelFormatError(msg);
-    case 4:
-      return new OutOfMemoryError(msg);
-    case 5:
-      return new ContextFullError(msg);
-    case 6:
-      return new NotFoundError(msg);
-    case 7:
-      return new BackendError(msg);
-    case 8:
-      return new BackendUnsupportedError(msg);
-    case 9:
-      return new LimitError(msg);
+/**
+ * The typed error of a failing native call: `code` is the status name the library gave
+ * (ss_status_name), `status` its number, `field` the option at fault when known.
+ */
+export function errorFromStatus(
+  code: string,
+  message: string,
+  status: number,
+  field?: string,
+): SinkstreamError {
+  switch (code) {
+    case "SS_ERR_INVALID_ARGUMENT":
+      return new InvalidArgumentError(message, { status, field });
+    case "SS_ERR_IO":
+      return new IoError(message, status);
+    case "SS_ERR_FORMAT":
+      return new ModelFormatError(message, status);
+    case "SS_ERR_OUT_OF_MEMORY":
+      return new OutOfMemoryError(message, status);
+    case "SS_ERR_CONTEXT_FULL":
+      return new ContextFullError(message, status);
+    case "SS_ERR_NOT_FOUND":
+      return new NotFoundError(message, status);
+    case "SS_ERR_BACKEND":
+      return new BackendError(message, status);
+    case "SS_ERR_UNSUPPORTED":
+      return new BackendUnsupportedError(message, status);
+    case "SS_ERR_LIMIT":
+      return new LimitError(message, status);
     default:
-      return new SinkstreamError("SS_ERR_UNKNOWN", `${msg} (status ${status})`, status);
+      return new SinkstreamError("SS_ERR_UNKNOWN", `${message} (${code}, status ${status})`, status);
   }
 }

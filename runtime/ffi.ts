@@ -1,16 +1,20 @@
 /**
- * FFI binding of csrc/include/sinkstream.h. The only module that calls Deno.dlopen.
+ * FFI binding of csrc/include/sinkstream.h. The only module that calls Deno.dlopen, and the one place
+ * on the TypeScript side that describes the C ABI: struct layouts (field name -> offset and type) and
+ * enum values are named once here and checked, when the library is opened, against the table the
+ * library exports (ss_abi_layout, generated with sizeof / offsetof in csrc/src/abi_layout.c).
+ * Other modules read and write native structs by field name through NativeStruct.
  *
  * Library path: env SINKSTREAM_LIB, else the repo build chosen by ensureNativeLibrary():
  * <repo>/csrc/build/libsinkstream.so (CPU only, `make -C csrc`) or, for the CUDA backend,
  * <repo>/csrc/build/cuda/libsinkstream.so (`make -C csrc cuda-check`, CPU + CUDA backends).
- * Compute calls (model load, engine create, engine step) are `nonblocking`: they run
- * on a Deno worker thread and return promises. Since ss_last_error() is thread-local,
- * failures of those calls are described by ss_last_error_global() (the most recent
- * message of any thread).
+ * Compute calls (model load, engine create, engine step) are `nonblocking`: they run on a Deno worker
+ * thread and return promises, so their messages cannot come from the thread-local ss_last_error():
+ * a step's from ss_engine_last_error / ss_engine_item_error (the engine's own slots), a model load's
+ * or engine create's from an error buffer the binding passes (errorBuffer / bufferMessage).
  */
 import { fileURLToPath } from "node:url";
-import { errorFromStatus, NativeLibraryError, type SinkstreamError } from "./errors.ts";
+import { errorFromStatus, InvalidArgumentError, NativeLibraryError, type SinkstreamError } from "./errors.ts";
 
 const REPO_ROOT = fileURLToPath(new URL("..", import.meta.url));
 const CSRC_DIR = fileURLToPath(new URL("../csrc", import.meta.url));
@@ -21,36 +25,275 @@ export const CUDA_LIB: string = fileURLToPath(
 );
 const KERNELS_DIR = fileURLToPath(new URL("../kernels", import.meta.url));
 
-/** Byte sizes and offsets of the ABI structs (see sinkstream.h). */
-export const ABI = {
-  version: 1,
-  modelParamsSize: 32,
-  modelInfoSize: 64,
-  engineParamsSize: 32,
-  seqParamsSize: 32,
-  seqStatsSize: 40,
-} as const;
+// ---- the ABI, described once ------------------------------------------------
 
-const I32x8 = { struct: ["i32", "i32", "i32", "i32", "i32", "i32", "i32", "i32"] } as const;
-const SEQ_PARAMS = { struct: ["i32", "i32", "i32", "f32", "i32", "f32", "u64"] } as const;
+/** C types of struct fields: int32_t, float, int64_t, uint64_t, a pointer. */
+export type FieldType = "i32" | "f32" | "i64" | "u64" | "pointer";
+const TYPE_SIZE: Record<FieldType, number> = { i32: 4, f32: 4, i64: 8, u64: 8, pointer: 8 };
+
+/** One field: byte offset, C type and (for arrays) element count. */
+export interface FieldLayout {
+  readonly offset: number;
+  readonly type: FieldType;
+  readonly count: number;
+}
+
+/** A C struct: its name in sinkstream.h, its size, every field by its C name. */
+export interface StructLayout<F extends string> {
+  readonly name: string;
+  readonly size: number;
+  readonly fields: Readonly<Record<F, FieldLayout>>;
+}
+
+function struct<F extends string>(
+  name: string,
+  size: number,
+  fields: Record<F, readonly [number, FieldType] | readonly [number, FieldType, number]>,
+): StructLayout<F> {
+  const out = {} as Record<F, FieldLayout>;
+  for (const f of Object.keys(fields) as F[]) {
+    const [offset, type, count = 1] = fields[f];
+    out[f] = { offset, type, count };
+  }
+  return { name, size, fields: out };
+}
+
+export const MODEL_PARAMS = struct("ss_model_params", 32, { use_mmap: [0, "i32"], reserved: [4, "i32", 7] });
+export const MODEL_INFO = struct("ss_model_info", 64, {
+  arch: [0, "i32"],
+  dim: [4, "i32"],
+  hidden_dim: [8, "i32"],
+  n_layers: [12, "i32"],
+  n_heads: [16, "i32"],
+  n_kv_heads: [20, "i32"],
+  head_dim: [24, "i32"],
+  vocab_size: [28, "i32"],
+  max_seq_len: [32, "i32"],
+  bos_token_id: [36, "i32"],
+  eos_token_id: [40, "i32"],
+  source_dtype: [44, "i32"],
+  rope_theta: [48, "f32"],
+  rms_norm_eps: [52, "f32"],
+  n_params: [56, "i64"],
+});
+export const ENGINE_PARAMS = struct("ss_engine_params", 32, {
+  backend: [0, "i32"],
+  n_threads: [4, "i32"],
+  max_sequences: [8, "i32"],
+  max_batch_tokens: [12, "i32"],
+  device: [16, "i32"],
+  reserved: [20, "i32", 3],
+});
+export const SEQ_PARAMS = struct("ss_seq_params", 32, {
+  policy: [0, "i32"],
+  n_sinks: [4, "i32"],
+  capacity: [8, "i32"],
+  temperature: [12, "f32"],
+  top_k: [16, "i32"],
+  top_p: [20, "f32"],
+  seed: [24, "u64"],
+});
+export const SEQ_STATS = struct("ss_seq_stats", 40, {
+  n_cached: [0, "i32"],
+  n_sinks: [4, "i32"],
+  capacity: [8, "i32"],
+  policy: [12, "i32"],
+  n_seen: [16, "i64"],
+  n_evicted: [24, "i64"],
+  cache_bytes: [32, "i64"],
+});
+export const SEQ_LIMITS = struct("ss_seq_limits", 32, {
+  min_capacity: [0, "i32"],
+  max_capacity: [4, "i32"],
+  default_capacity: [8, "i32"],
+  max_top_k: [12, "i32"],
+  reserved: [16, "i32", 4],
+});
+const ABI_ENTRY = struct("ss_abi_entry", 24, { name: [0, "pointer"], value: [8, "i64"], size: [16, "i64"] });
+const STRUCTS: StructLayout<string>[] = [
+  MODEL_PARAMS,
+  MODEL_INFO,
+  ENGINE_PARAMS,
+  SEQ_PARAMS,
+  SEQ_STATS,
+  SEQ_LIMITS,
+  ABI_ENTRY,
+];
+
+/** A C enum (or flag set): its constants are `${prefix}${NAME}` with these values. */
+export interface NativeEnum<K extends string> {
+  readonly prefix: string;
+  readonly values: Readonly<Record<K, number>>;
+}
+
+export const ARCH: NativeEnum<"llama" | "mistral" | "qwen2"> = {
+  prefix: "SS_ARCH_",
+  values: { llama: 0, mistral: 1, qwen2: 2 },
+};
+export const DTYPE: NativeEnum<"f32" | "f16" | "bf16"> = {
+  prefix: "SS_DTYPE_",
+  values: { f32: 0, f16: 1, bf16: 2 },
+};
+export const BACKEND: NativeEnum<"cpu" | "cuda"> = { prefix: "SS_BACKEND_", values: { cpu: 0, cuda: 1 } };
+export const POLICY: NativeEnum<"streaming" | "window" | "dense"> = {
+  prefix: "SS_POLICY_",
+  values: { streaming: 0, window: 1, dense: 2 },
+};
+export const STEP_FLAG: NativeEnum<"sample" | "logits"> = {
+  prefix: "SS_STEP_",
+  values: { sample: 1, logits: 2 },
+};
+const ENUMS: NativeEnum<string>[] = [ARCH, DTYPE, BACKEND, POLICY, STEP_FLAG];
+
+/** Other constants of sinkstream.h the binding relies on. */
+export const ABI_VERSION = 2;
+/** Bytes of the error buffers passed to ss_model_load / ss_engine_create (SS_ERROR_MAX). */
+export const ERROR_MAX = 1024;
+const CONSTANTS: Record<string, number> = { SS_ABI_VERSION: ABI_VERSION, SS_ERROR_MAX: ERROR_MAX, SS_OK: 0 };
+
+/** The name of an enum value (undefined for a value the binding does not know). */
+export function enumName<K extends string>(e: NativeEnum<K>, value: number): K | undefined {
+  for (const k of Object.keys(e.values) as K[]) if (e.values[k] === value) return k;
+  return undefined;
+}
+
+/** The value of an enum name; InvalidArgumentError naming `label` for a name the enum does not have. */
+export function enumValue<K extends string>(e: NativeEnum<K>, name: string, label: string): number {
+  if (Object.hasOwn(e.values, name)) return e.values[name as K];
+  const known = Object.keys(e.values).join(", ");
+  throw new InvalidArgumentError(`unknown ${label} "${name}" (expected ${known})`, { field: label });
+}
+
+/** The Deno FFI descriptor of a struct passed or returned by value (every field, in order). */
+function ffiStruct(l: StructLayout<string>): Deno.NativeStructType {
+  const fields = Object.values(l.fields).sort((a, b) => a.offset - b.offset);
+  const types: Deno.NativeType[] = [];
+  for (const f of fields) for (let k = 0; k < f.count; k++) types.push(f.type);
+  return { struct: types };
+}
+
+const INT32_MIN = -0x80000000;
+const INT32_MAX = 0x7fffffff;
+const FLOAT32_MAX = 3.4028234663852886e38;
+
+/**
+ * `v` as an int32_t, or an InvalidArgumentError naming `label` when it cannot be represented (not an
+ * integer, or outside the C int32 range). The engine's own rules (bounds, meaning) are not checked here.
+ */
+export function int32(label: string, v: unknown): number {
+  if (typeof v !== "number" || !Number.isInteger(v) || v < INT32_MIN || v > INT32_MAX) {
+    throw new InvalidArgumentError(
+      `${label} must be an integer in [${INT32_MIN}, ${INT32_MAX}] (a C int32), got ${String(v)}`,
+      { field: label },
+    );
+  }
+  return v;
+}
+
+function float32(label: string, v: unknown): number {
+  // NaN and +-Infinity are passed on: they are floats, and the engine says what it accepts.
+  if (typeof v !== "number" || (Number.isFinite(v) && Math.abs(v) > FLOAT32_MAX)) {
+    throw new InvalidArgumentError(`${label} must be a number a C float can hold, got ${String(v)}`, {
+      field: label,
+    });
+  }
+  return v;
+}
+
+/** A 64-bit value as uint64_t: integers in [-2^63, 2^64) (negative ones as two's complement). */
+function uint64(label: string, v: unknown): bigint {
+  let b: bigint | null = null;
+  if (typeof v === "bigint") b = v;
+  else if (typeof v === "number" && Number.isSafeInteger(v)) b = BigInt(v);
+  if (b === null || b < -(1n << 63n) || b >= 1n << 64n) {
+    throw new InvalidArgumentError(`${label} must be a 64-bit integer, got ${String(v)}`, { field: label });
+  }
+  return BigInt.asUintN(64, b);
+}
+
+/** A native struct in a buffer, read and written by field name (representability checked on write). */
+export class NativeStruct<F extends string> {
+  readonly bytes: Uint8Array<ArrayBuffer>;
+  readonly #view: DataView;
+  constructor(readonly layout: StructLayout<F>, bytes?: Uint8Array<ArrayBuffer>) {
+    this.bytes = bytes ?? new Uint8Array(layout.size);
+    if (this.bytes.length !== layout.size) {
+      throw new NativeLibraryError(`${layout.name}: ${this.bytes.length} bytes, the ABI says ${layout.size}`);
+    }
+    this.#view = new DataView(this.bytes.buffer, this.bytes.byteOffset, this.bytes.byteLength);
+  }
+
+  /** A field as a number (64-bit integers converted with Number). */
+  get(field: F): number {
+    const { offset, type } = this.layout.fields[field];
+    const v = this.#view;
+    switch (type) {
+      case "i32":
+        return v.getInt32(offset, true);
+      case "f32":
+        return v.getFloat32(offset, true);
+      case "i64":
+        return Number(v.getBigInt64(offset, true));
+      case "u64":
+        return Number(v.getBigUint64(offset, true));
+      case "pointer":
+        throw new NativeLibraryError(`${this.layout.name}.${field} is a pointer`);
+    }
+  }
+
+  /**
+   * Write a field. A value the C type cannot represent is an InvalidArgumentError naming `label`
+   * (default: the C field name), so callers can name the option their user gave.
+   */
+  set(field: F, value: number | bigint, label: string = field): void {
+    const { offset, type } = this.layout.fields[field];
+    const v = this.#view;
+    switch (type) {
+      case "i32":
+        v.setInt32(offset, int32(label, value), true);
+        return;
+      case "f32":
+        v.setFloat32(offset, float32(label, value), true);
+        return;
+      case "u64":
+      case "i64":
+        v.setBigUint64(offset, uint64(label, value), true);
+        return;
+      case "pointer":
+        throw new NativeLibraryError(`${this.layout.name}.${field} is a pointer`);
+    }
+  }
+}
 
 const SYMBOLS = {
   ss_last_error: { parameters: [], result: "pointer" },
-  ss_last_error_global: { parameters: [], result: "pointer", optional: true },
   ss_status_name: { parameters: ["i32"], result: "pointer" },
   ss_abi_version: { parameters: [], result: "i32" },
+  ss_abi_layout: { parameters: ["buffer"], result: "pointer" },
 
-  ss_model_default_params: { parameters: [], result: I32x8 },
-  ss_model_load: { parameters: ["buffer", "buffer", "buffer"], result: "i32", nonblocking: true },
+  ss_model_default_params: { parameters: [], result: ffiStruct(MODEL_PARAMS) },
+  ss_model_load: {
+    parameters: ["buffer", "buffer", "buffer", "buffer", "usize"], // path, params, out, err, err_size
+    result: "i32",
+    nonblocking: true,
+  },
   ss_model_free: { parameters: ["pointer"], result: "void" },
   ss_model_get_info: { parameters: ["pointer", "buffer"], result: "i32" },
 
-  ss_engine_default_params: { parameters: [], result: I32x8 },
-  ss_engine_create: { parameters: ["pointer", "buffer", "buffer"], result: "i32", nonblocking: true },
+  ss_engine_default_params: { parameters: [], result: ffiStruct(ENGINE_PARAMS) },
+  ss_engine_create: {
+    parameters: ["pointer", "buffer", "buffer", "buffer", "usize"], // model, params, out, err, err_size
+    result: "i32",
+    nonblocking: true,
+  },
   ss_engine_free: { parameters: ["pointer"], result: "void" },
+  ss_engine_last_error: { parameters: ["pointer"], result: "pointer" },
+  ss_engine_kv_bytes_per_token: { parameters: ["pointer"], result: "i64" },
+  ss_engine_get_limits: { parameters: ["pointer", "buffer"], result: "i32" },
   ss_backend_available: { parameters: ["i32"], result: "i32" },
 
-  ss_seq_default_params: { parameters: [], result: SEQ_PARAMS },
+  ss_seq_default_params: { parameters: [], result: ffiStruct(SEQ_PARAMS) },
+  ss_seq_check_params: { parameters: ["pointer", "buffer", "buffer"], result: "i32" },
   ss_seq_create: { parameters: ["pointer", "buffer", "buffer"], result: "i32" },
   ss_seq_free: { parameters: ["pointer", "i32"], result: "i32" },
   ss_seq_set_sampling: { parameters: ["pointer", "i32", "buffer"], result: "i32" },
@@ -72,10 +315,12 @@ const SYMBOLS = {
       "buffer", // out_tokens
       "buffer", // out_logits
       "buffer", // out_target_logprobs
+      "buffer", // out_status
     ],
     result: "i32",
     nonblocking: true,
   },
+  ss_engine_item_error: { parameters: ["pointer", "i32"], result: "pointer" },
 } as const satisfies Deno.ForeignLibraryInterface;
 
 export type NativeSymbols = Deno.DynamicLibrary<typeof SYMBOLS>["symbols"];
@@ -95,18 +340,69 @@ export function usingRepoCudaLibrary(): boolean {
   return !Deno.env.get("SINKSTREAM_LIB") && nativeLibraryPath() === CUDA_LIB;
 }
 
-/** Whether the library has been opened in this process. */
-export function nativeLoaded(): boolean {
-  return lib !== null;
+/** The ABI table the library exports: entry name -> [value, size]. */
+function readAbiTable(sym: NativeSymbols): Map<string, [number, number]> {
+  const n = new Int32Array(1);
+  const ptr = sym.ss_abi_layout(n);
+  const out = new Map<string, [number, number]>();
+  if (ptr === null) return out;
+  const view = new Deno.UnsafePointerView(ptr);
+  const f = ABI_ENTRY.fields;
+  for (let i = 0; i < n[0]; i++) {
+    const base = i * ABI_ENTRY.size;
+    const name = cString(view.getPointer(base + f.name.offset));
+    out.set(name, [
+      Number(view.getBigInt64(base + f.value.offset)),
+      Number(view.getBigInt64(base + f.size.offset)),
+    ]);
+  }
+  return out;
+}
+
+/**
+ * Differences between this binding's description of the ABI and the library's table (empty when they
+ * agree): every struct's size, alignment and complete field list, every enum value and constant.
+ * @internal exported for tests
+ */
+export function abiMismatches(table: ReadonlyMap<string, readonly [number, number]>): string[] {
+  const bad: string[] = [];
+  const expect = (name: string, what: string, want: number, got: number | undefined) => {
+    if (got === undefined) bad.push(`${name} is missing from the library`);
+    else if (got !== want) bad.push(`${name}: ${what} ${got} in the library, ${want} in the binding`);
+  };
+  for (const l of STRUCTS) {
+    const fields = Object.entries(l.fields) as [string, FieldLayout][];
+    const align = Math.max(...fields.map(([, f]) => TYPE_SIZE[f.type]));
+    expect(l.name, "size", l.size, table.get(l.name)?.[0]);
+    expect(l.name, "alignment", align, table.get(l.name)?.[1]);
+    for (const [field, f] of fields) {
+      const key = `${l.name}.${field}`;
+      expect(key, "offset", f.offset, table.get(key)?.[0]);
+      expect(key, "size", TYPE_SIZE[f.type] * f.count, table.get(key)?.[1]);
+    }
+    for (const key of table.keys()) {
+      if (key.startsWith(`${l.name}.`) && !Object.hasOwn(l.fields, key.slice(l.name.length + 1))) {
+        bad.push(`${key} is not known to the binding`);
+      }
+    }
+  }
+  for (const e of ENUMS) {
+    for (const [k, v] of Object.entries(e.values)) {
+      const key = e.prefix + k.toUpperCase();
+      expect(key, "value", v as number, table.get(key)?.[0]);
+    }
+  }
+  for (const [key, v] of Object.entries(CONSTANTS)) expect(key, "value", v, table.get(key)?.[0]);
+  return bad;
 }
 
 /** Open the library (once per process) and return its symbols. Throws NativeLibraryError. */
 export function native(): NativeSymbols {
   if (lib) return lib.symbols;
   const path = nativeLibraryPath();
+  let opened: Deno.DynamicLibrary<typeof SYMBOLS>;
   try {
-    lib = Deno.dlopen(path, SYMBOLS);
-    loadedPath = path;
+    opened = Deno.dlopen(path, SYMBOLS);
   } catch (e) {
     throw new NativeLibraryError(
       `cannot open native library ${path}: ${(e as Error).message}` +
@@ -114,14 +410,24 @@ export function native(): NativeSymbols {
       { cause: e },
     );
   }
-  const v = lib.symbols.ss_abi_version();
-  if (v !== ABI.version) {
-    lib.close();
-    lib = null;
-    loadedPath = null;
-    throw new NativeLibraryError(`${path}: ABI version ${v}, this binding expects ${ABI.version}`);
+  const v = opened.symbols.ss_abi_version();
+  const bad = v === ABI_VERSION ? abiMismatches(readAbiTable(opened.symbols)) : [];
+  if (v !== ABI_VERSION || bad.length > 0) {
+    opened.close();
+    throw new NativeLibraryError(
+      v !== ABI_VERSION
+        ? `${path}: ABI version ${v}, this binding expects ${ABI_VERSION} (rebuild it: make -C csrc)`
+        : `${path}: its ABI differs from this binding's (runtime/ffi.ts): ${bad.join("; ")}`,
+    );
   }
+  lib = opened;
+  loadedPath = path;
   return lib.symbols;
+}
+
+/** @internal the library's ABI table (for tests). */
+export function nativeAbiTable(): Map<string, [number, number]> {
+  return readAbiTable(native());
 }
 
 /** Read a NUL-terminated C string (empty for null). */
@@ -138,33 +444,29 @@ export function toCString(s: string): Uint8Array<ArrayBuffer> {
   return out;
 }
 
-/** Last error of the calling (main) thread; for synchronous calls. */
-export function lastError(): string {
-  return cString(native().ss_last_error());
+/** A buffer for the `err` parameter of ss_model_load / ss_engine_create. */
+export function errorBuffer(): Uint8Array<ArrayBuffer> {
+  return new Uint8Array(ERROR_MAX);
 }
 
-/** Most recent error of any thread; for nonblocking calls (falls back to the thread-local one). */
-export function lastErrorGlobal(): string {
-  const s = native();
-  if (s.ss_last_error_global) return cString(s.ss_last_error_global());
-  return cString(s.ss_last_error());
+/** The NUL-terminated message in an error buffer. */
+export function bufferMessage(buf: Uint8Array): string {
+  const end = buf.indexOf(0);
+  return new TextDecoder().decode(buf.subarray(0, end < 0 ? buf.length : end));
 }
 
-/** Throw the typed error of a failing synchronous call. */
+/** The typed error of a failing status: its name from ss_status_name, `message` (or `context` when empty). */
+export function nativeError(status: number, message: string, context?: string): SinkstreamError {
+  const code = cString(native().ss_status_name(status));
+  return errorFromStatus(code, message || context || code, status);
+}
+
+/** Throw the typed error of a failing call made on this thread (its message from ss_last_error()). */
 export function check(status: number, context?: string): void {
-  if (status !== 0) throw makeError(status, lastError(), context);
+  if (status !== 0) throw nativeError(status, cString(native().ss_last_error()), context);
 }
 
-/** Throw the typed error of a failing nonblocking call. */
-export function checkAsync(status: number, context?: string): void {
-  if (status !== 0) throw makeError(status, lastErrorGlobal(), context);
-}
-
-function makeError(status: number, message: string, context?: string): SinkstreamError {
-  return errorFromStatus(status, context && !message ? context : message);
-}
-
-/** Whether a backend ("cpu" = 0, "cuda" = 1) is compiled in and usable. */
+/** Whether a backend is compiled in and usable. */
 export function backendAvailable(backend: number): boolean {
   return native().ss_backend_available(backend) === 1;
 }

@@ -13,31 +13,43 @@
  */
 import type {
   BackendName,
-  CachePolicy,
   CacheStats,
   Engine,
   ModelInfo,
   SamplingOptions,
+  SequenceLimits,
   SequenceOptions,
   StepItem,
   StepResult,
 } from "./types.ts";
 import {
-  ABI,
+  ARCH,
+  BACKEND,
   backendAvailable,
+  bufferMessage,
   check,
-  checkAsync,
+  cString,
+  DTYPE,
+  ENGINE_PARAMS,
+  enumName,
+  enumValue,
+  errorBuffer,
+  int32,
+  MODEL_INFO,
+  MODEL_PARAMS,
   native,
+  nativeError,
   nativeLibraryPath,
+  NativeStruct,
+  POLICY,
+  SEQ_LIMITS,
+  SEQ_PARAMS,
+  SEQ_STATS,
+  STEP_FLAG,
   toCString,
   usingRepoCudaLibrary,
 } from "./ffi.ts";
-import { ClosedError, EngineBusyError, InvalidArgumentError } from "./errors.ts";
-
-const ARCHS = ["llama", "mistral", "qwen2"] as const;
-const DTYPES = ["f32", "f16", "bf16"] as const;
-const POLICIES: CachePolicy[] = ["streaming", "window", "dense"];
-const BACKENDS: BackendName[] = ["cpu", "cuda"];
+import { ClosedError, EngineBusyError, InvalidArgumentError, type SinkstreamError } from "./errors.ts";
 
 export interface LoadModelOptions {
   /** Map weights from the file when possible (default true). */
@@ -60,26 +72,25 @@ function f32(x: number): number {
 }
 
 function readInfo(ptr: Deno.PointerObject): ModelInfo {
-  const buf = new Uint8Array(ABI.modelInfoSize);
-  check(native().ss_model_get_info(ptr, buf));
-  const dv = new DataView(buf.buffer);
-  const i = (off: number) => dv.getInt32(off, true);
+  const info = new NativeStruct(MODEL_INFO);
+  check(native().ss_model_get_info(ptr, info.bytes));
+  const i = (f: keyof typeof MODEL_INFO.fields) => info.get(f);
   return {
-    arch: ARCHS[i(0)] ?? "llama",
-    dim: i(4),
-    hiddenDim: i(8),
-    nLayers: i(12),
-    nHeads: i(16),
-    nKvHeads: i(20),
-    headDim: i(24),
-    vocabSize: i(28),
-    maxSeqLen: i(32),
-    bosTokenId: i(36),
-    eosTokenId: i(40),
-    sourceDtype: DTYPES[i(44)] ?? "f32",
-    ropeTheta: f32(dv.getFloat32(48, true)),
-    rmsNormEps: f32(dv.getFloat32(52, true)),
-    nParams: Number(dv.getBigInt64(56, true)),
+    arch: enumName(ARCH, i("arch")) ?? "llama",
+    dim: i("dim"),
+    hiddenDim: i("hidden_dim"),
+    nLayers: i("n_layers"),
+    nHeads: i("n_heads"),
+    nKvHeads: i("n_kv_heads"),
+    headDim: i("head_dim"),
+    vocabSize: i("vocab_size"),
+    maxSeqLen: i("max_seq_len"),
+    bosTokenId: i("bos_token_id"),
+    eosTokenId: i("eos_token_id"),
+    sourceDtype: enumName(DTYPE, i("source_dtype")) ?? "f32",
+    ropeTheta: f32(i("rope_theta")),
+    rmsNormEps: f32(i("rms_norm_eps")),
+    nParams: i("n_params"),
   };
 }
 
@@ -143,12 +154,12 @@ export class Model implements Disposable {
 /** Load a model: a Hugging Face folder (config.json + safetensors) or a llama2.c .bin checkpoint. */
 export async function loadModel(path: string, opts: LoadModelOptions = {}): Promise<Model> {
   const sym = native();
-  const params = new Uint8Array(sym.ss_model_default_params());
-  const dv = new DataView(params.buffer);
-  if (opts.mmap !== undefined) dv.setInt32(0, opts.mmap ? 1 : 0, true);
+  const params = new NativeStruct(MODEL_PARAMS, new Uint8Array(sym.ss_model_default_params()));
+  if (opts.mmap !== undefined) params.set("use_mmap", opts.mmap ? 1 : 0, "mmap");
   const out = new BigUint64Array(1);
-  const status = await sym.ss_model_load(toCString(path), params, out);
-  checkAsync(status, `cannot load model ${path}`);
+  const err = errorBuffer();
+  const status = await sym.ss_model_load(toCString(path), params.bytes, out, err, BigInt(err.length));
+  if (status !== 0) throw nativeError(status, bufferMessage(err), `cannot load model ${path}`);
   return new Model(ptrOf(out), path);
 }
 
@@ -165,19 +176,9 @@ export interface EngineOptions {
   device?: number;
 }
 
-function intOption(name: string, v: number | undefined, min: number): number | undefined {
-  if (v === undefined) return undefined;
-  if (!Number.isInteger(v) || v < min || v > 0x7fffffff) {
-    throw new InvalidArgumentError(`${name} must be an integer >= ${min}, got ${v}`);
-  }
-  return v;
-}
-
 /** Whether a backend is compiled into the library and usable on this machine. */
 export function isBackendAvailable(backend: BackendName): boolean {
-  const i = BACKENDS.indexOf(backend);
-  if (i < 0) throw new InvalidArgumentError(`unknown backend "${backend}" (expected cpu or cuda)`);
-  return backendAvailable(i);
+  return backendAvailable(enumValue(BACKEND, backend, "backend"));
 }
 
 function pathExists(p: string): boolean {
@@ -213,82 +214,46 @@ export function backendUnavailableReason(backend: BackendName): string | null {
 /** Create an engine on a model. The model must stay open (or is kept alive) while the engine lives. */
 export async function createEngine(model: Model, opts: EngineOptions = {}): Promise<NativeEngine> {
   const sym = native();
-  const params = new Uint8Array(sym.ss_engine_default_params());
-  const dv = new DataView(params.buffer);
+  const params = new NativeStruct(ENGINE_PARAMS, new Uint8Array(sym.ss_engine_default_params()));
   const backend = opts.backend ?? "cpu";
-  const bi = BACKENDS.indexOf(backend);
-  if (bi < 0) throw new InvalidArgumentError(`unknown backend "${backend}" (expected cpu or cuda)`);
-  dv.setInt32(0, bi, true);
-  const threads = intOption("threads", opts.threads, 0);
-  if (threads !== undefined) dv.setInt32(4, threads, true);
-  const maxSeq = intOption("maxSequences", opts.maxSequences, 1);
-  if (maxSeq !== undefined) dv.setInt32(8, maxSeq, true);
-  const maxBatch = intOption("maxBatchTokens", opts.maxBatchTokens, 1);
-  if (maxBatch !== undefined) dv.setInt32(12, maxBatch, true);
-  const device = intOption("device", opts.device, 0);
-  if (device !== undefined) dv.setInt32(16, device, true);
+  params.set("backend", enumValue(BACKEND, backend, "backend"));
+  if (opts.threads !== undefined) params.set("n_threads", opts.threads, "threads");
+  if (opts.maxSequences !== undefined) params.set("max_sequences", opts.maxSequences, "maxSequences");
+  if (opts.maxBatchTokens !== undefined) {
+    params.set("max_batch_tokens", opts.maxBatchTokens, "maxBatchTokens");
+  }
+  if (opts.device !== undefined) params.set("device", opts.device, "device");
   const out = new BigUint64Array(1);
-  const status = await sym.ss_engine_create(model.pointer, params, out);
-  checkAsync(status, `cannot create ${backend} engine`);
-  const engine = new NativeEngine(model, ptrOf(out), backend, dv.getInt32(12, true));
-  engine.kvBytesPerToken = await probeKvBytesPerToken(engine);
-  return engine;
+  const err = errorBuffer();
+  const status = await sym.ss_engine_create(model.pointer, params.bytes, out, err, BigInt(err.length));
+  if (status !== 0) throw nativeError(status, bufferMessage(err), `cannot create ${backend} engine`);
+  return new NativeEngine(model, ptrOf(out), backend, params.get("max_batch_tokens"));
 }
 
-/**
- * KV bytes per cached token, measured: a one-slot sequence (policy window, W = 1) fed one token
- * holds exactly one token's K and V for every layer in the backend's cache type, so its
- * `stats.bytes` is the figure (the cache reserves slots lazily, up to W). Costs one single-token
- * forward at engine creation. Falls back to the model shape times the backend's element size
- * (f32 on CPU, f16/bf16 on CUDA) if the probe cannot run.
- */
-async function probeKvBytesPerToken(engine: NativeEngine): Promise<number> {
-  const i = engine.info;
-  const fallback = 2 * i.nLayers * i.nKvHeads * i.headDim * (engine.backend === "cuda" ? 2 : 4);
-  let seq: number | null = null;
-  try {
-    seq = engine.createSequence({ policy: "window", capacity: 1 });
-    const token = i.bosTokenId >= 0 && i.bosTokenId < i.vocabSize ? i.bosTokenId : 0;
-    await engine.step([{ seq, tokens: [token], sample: false }]);
-    const st = engine.stats(seq);
-    return st.cached === 1 && st.bytes > 0 ? st.bytes : fallback;
-  } catch {
-    return fallback;
-  } finally {
-    if (seq !== null) {
-      try {
-        engine.freeSequence(seq);
-      } catch { /* engine closed meanwhile */ }
-    }
-  }
-}
+/** Each ss_seq_params field and the SequenceOptions option it carries (errors name the option). */
+const SEQ_OPTION: Record<keyof typeof SEQ_PARAMS.fields, keyof SequenceOptions> = {
+  policy: "policy",
+  n_sinks: "sinks",
+  capacity: "capacity",
+  temperature: "temperature",
+  top_k: "topK",
+  top_p: "topP",
+  seed: "seed",
+};
 
-function seqParamsBuffer(): Uint8Array<ArrayBuffer> {
-  return new Uint8Array(native().ss_seq_default_params());
-}
+type SeqParams = NativeStruct<keyof typeof SEQ_PARAMS.fields>;
 
-function writeSampling(dv: DataView, o: SamplingOptions): void {
-  if (o.temperature !== undefined) {
-    if (!(Number.isFinite(o.temperature) && o.temperature >= 0)) {
-      throw new InvalidArgumentError(`temperature must be a finite number >= 0, got ${o.temperature}`);
-    }
-    dv.setFloat32(12, o.temperature, true);
+/** The engine's defaults with the given options written over them (representability checked only). */
+function seqParams(options: SequenceOptions): SeqParams {
+  const p = new NativeStruct(SEQ_PARAMS, new Uint8Array(native().ss_seq_default_params()));
+  for (const field of Object.keys(SEQ_OPTION) as (keyof typeof SEQ_PARAMS.fields)[]) {
+    const name = SEQ_OPTION[field];
+    const v = options[name];
+    if (v === undefined) continue;
+    if (field === "policy") p.set(field, enumValue(POLICY, String(v), name));
+    else p.set(field, v as number | bigint, name);
   }
-  if (o.topK !== undefined) {
-    const k = intOption("topK", o.topK, 0)!;
-    dv.setInt32(16, k, true);
-  }
-  if (o.topP !== undefined) {
-    if (!(o.topP > 0 && o.topP <= 1)) throw new InvalidArgumentError(`topP must be in (0, 1], got ${o.topP}`);
-    dv.setFloat32(20, o.topP, true);
-  }
-  if (o.seed !== undefined) {
-    let s: bigint;
-    if (typeof o.seed === "bigint") s = o.seed;
-    else if (Number.isSafeInteger(o.seed)) s = BigInt(o.seed);
-    else throw new InvalidArgumentError(`seed must be an integer, got ${o.seed}`);
-    dv.setBigUint64(24, BigInt.asUintN(64, s), true);
-  }
+  return p;
 }
 
 /** The C engine behind the Engine interface. */
@@ -296,8 +261,9 @@ export class NativeEngine implements Engine {
   readonly info: ModelInfo;
   readonly backend: BackendName;
   readonly maxBatchTokens: number;
-  /** KV bytes per cached token (measured when the engine is created; see createEngine). */
-  kvBytesPerToken = 0;
+  /** KV bytes per cached token, from the backend (ss_engine_kv_bytes_per_token). */
+  readonly kvBytesPerToken: number;
+  readonly limits: SequenceLimits;
   readonly model: Model;
   #ptr: Deno.PointerObject | null;
   #busy = false;
@@ -310,6 +276,16 @@ export class NativeEngine implements Engine {
     this.#ptr = ptr;
     this.backend = backend;
     this.maxBatchTokens = maxBatchTokens;
+    const sym = native();
+    this.kvBytesPerToken = Number(sym.ss_engine_kv_bytes_per_token(ptr));
+    const lim = new NativeStruct(SEQ_LIMITS);
+    check(sym.ss_engine_get_limits(ptr, lim.bytes));
+    this.limits = {
+      minCapacity: lim.get("min_capacity"),
+      maxCapacity: lim.get("max_capacity"),
+      defaultCapacity: lim.get("default_capacity"),
+      maxTopK: lim.get("max_top_k"),
+    };
     model.attach(this);
   }
 
@@ -333,64 +309,74 @@ export class NativeEngine implements Engine {
     return this.#ptr;
   }
 
+  /** ss_seq_check_params: thread-safe in C, so allowed while a step runs. */
+  #check(params: SeqParams, what: string): void {
+    if (this.#closeRequested || !this.#ptr) throw new ClosedError(`${what}: engine is closed`);
+    const sym = native();
+    const field = new BigUint64Array(1);
+    const status = sym.ss_seq_check_params(this.#ptr, params.bytes, field);
+    if (status === 0) return;
+    const ptr = Deno.UnsafePointer.create(field[0]);
+    const cField = cString(ptr) as keyof typeof SEQ_OPTION;
+    const err = nativeError(status, cString(sym.ss_last_error()));
+    if (err instanceof InvalidArgumentError && Object.hasOwn(SEQ_OPTION, cField)) {
+      throw new InvalidArgumentError(err.message, { status, field: SEQ_OPTION[cField] });
+    }
+    throw err;
+  }
+
+  checkSequenceOptions(options: SequenceOptions): void {
+    this.#check(seqParams(options), "checkSequenceOptions");
+  }
+
   createSequence(options: SequenceOptions = {}): number {
     const eng = this.#handle("createSequence");
-    const buf = seqParamsBuffer();
-    const dv = new DataView(buf.buffer);
-    if (options.policy !== undefined) {
-      const p = POLICIES.indexOf(options.policy);
-      if (p < 0) throw new InvalidArgumentError(`unknown cache policy "${options.policy}"`);
-      dv.setInt32(0, p, true);
-    }
-    const sinks = intOption("sinks", options.sinks, 0);
-    if (sinks !== undefined) dv.setInt32(4, sinks, true);
-    const capacity = intOption("capacity", options.capacity, 1);
-    if (capacity !== undefined) dv.setInt32(8, capacity, true);
-    writeSampling(dv, options);
+    const params = seqParams(options);
+    this.#check(params, "createSequence"); // the same rules ss_seq_create applies, with the field named
     const id = new Int32Array(1);
-    check(native().ss_seq_create(eng, buf, id));
+    check(native().ss_seq_create(eng, params.bytes, id));
     return id[0];
   }
 
   freeSequence(seq: number): void {
     const eng = this.#handle("freeSequence");
-    check(native().ss_seq_free(eng, seq | 0));
+    check(native().ss_seq_free(eng, int32("seq", seq)));
   }
 
   setSampling(seq: number, options: SamplingOptions): void {
     const eng = this.#handle("setSampling");
-    const buf = seqParamsBuffer();
-    writeSampling(new DataView(buf.buffer), options);
-    check(native().ss_seq_set_sampling(eng, seq | 0, buf));
+    const { temperature, topK, topP, seed } = options;
+    const params = seqParams({ temperature, topK, topP, seed });
+    check(native().ss_seq_set_sampling(eng, int32("seq", seq), params.bytes));
   }
 
   // Reused by stats(): called for every sequence of every step, so no per-call buffer.
-  #statsBuf = new Uint8Array(ABI.seqStatsSize);
-  #statsView = new DataView(this.#statsBuf.buffer);
+  #stats = new NativeStruct(SEQ_STATS);
 
   stats(seq: number): CacheStats {
     const eng = this.#handle("stats");
-    check(native().ss_seq_get_stats(eng, seq | 0, this.#statsBuf));
-    const dv = this.#statsView;
+    const st = this.#stats;
+    check(native().ss_seq_get_stats(eng, int32("seq", seq), st.bytes));
     return {
-      cached: dv.getInt32(0, true),
-      sinks: dv.getInt32(4, true),
-      capacity: dv.getInt32(8, true),
-      policy: POLICIES[dv.getInt32(12, true)] ?? "streaming",
-      seen: Number(dv.getBigInt64(16, true)),
-      evicted: Number(dv.getBigInt64(24, true)),
-      bytes: Number(dv.getBigInt64(32, true)),
+      cached: st.get("n_cached"),
+      sinks: st.get("n_sinks"),
+      capacity: st.get("capacity"),
+      policy: enumName(POLICY, st.get("policy")) ?? "streaming",
+      seen: st.get("n_seen"),
+      evicted: st.get("n_evicted"),
+      bytes: st.get("cache_bytes"),
     };
   }
 
   cacheIndices(seq: number): number[] {
     const eng = this.#handle("cacheIndices");
     const sym = native();
+    const id = int32("seq", seq);
     const n = new Int32Array(1);
     let cap = 0;
     let buf = new BigInt64Array(0);
     for (;;) {
-      check(sym.ss_seq_get_cache_indices(eng, seq | 0, buf, cap, n));
+      check(sym.ss_seq_get_cache_indices(eng, id, buf, cap, n));
       if (n[0] <= cap) break;
       cap = n[0];
       buf = new BigInt64Array(cap);
@@ -406,16 +392,12 @@ export class NativeEngine implements Engine {
     let total = 0;
     let anyLogits = false;
     let anyTarget = false;
-    for (let i = 0; i < n; i++) {
-      const it = items[i];
-      const len = it.tokens.length;
-      if (!(len >= 1)) {
-        throw new InvalidArgumentError(`step item ${i} (seq ${it.seq}): tokens must not be empty`);
-      }
-      total += len;
+    for (const it of items) {
+      total += it.tokens.length;
       if (it.logits) anyLogits = true;
       if (it.target !== undefined) anyTarget = true;
     }
+    // The C arrays of the step; only representability is checked here, the engine checks the rest.
     const seqIds = new Int32Array(n);
     const nTokens = new Int32Array(n);
     const tokens = new Int32Array(total);
@@ -424,38 +406,30 @@ export class NativeEngine implements Engine {
     let off = 0;
     for (let i = 0; i < n; i++) {
       const it = items[i];
-      if (!Number.isInteger(it.seq)) {
-        throw new InvalidArgumentError(`step item ${i}: bad sequence id ${it.seq}`);
-      }
-      seqIds[i] = it.seq;
+      seqIds[i] = int32(`step item ${i}: seq`, it.seq);
       const t = it.tokens;
       nTokens[i] = t.length;
-      for (let j = 0; j < t.length; j++) {
-        const v = t[j];
-        if (!Number.isInteger(v) || v < -0x80000000 || v > 0x7fffffff) {
-          throw new InvalidArgumentError(`step item ${i} (seq ${it.seq}): token ${v} is not an integer id`);
-        }
-        tokens[off++] = v;
-      }
-      flags[i] = (it.sample === false ? 0 : 1) | (it.logits ? 2 : 0);
+      for (let j = 0; j < t.length; j++) tokens[off++] = int32(`step item ${i} (seq ${it.seq}): token`, t[j]);
+      flags[i] = (it.sample === false ? 0 : STEP_FLAG.values.sample) |
+        (it.logits ? STEP_FLAG.values.logits : 0);
       if (targets) {
-        const tg = it.target;
-        if (tg === undefined) targets[i] = -1;
-        else if (!Number.isInteger(tg) || tg < 0 || tg >= vocab) {
-          throw new InvalidArgumentError(
-            `step item ${i} (seq ${it.seq}): target ${tg} is not a token id (vocab ${vocab})`,
-          );
-        } else targets[i] = tg;
+        targets[i] = it.target === undefined
+          ? -1
+          : int32(`step item ${i} (seq ${it.seq}): target`, it.target);
       }
     }
     const outTokens = new Int32Array(n);
     const outLogits = anyLogits ? new Float32Array(n * vocab) : null;
     const outLogprobs = anyTarget ? new Float32Array(n) : null;
+    const outStatus = new Int32Array(n);
 
+    const sym = native();
     this.#busy = true;
     let status: number;
+    let stepError: SinkstreamError | null = null;
+    const itemErrors: (SinkstreamError | undefined)[] = new Array(n);
     try {
-      status = await native().ss_engine_step(
+      status = await sym.ss_engine_step(
         eng,
         n,
         seqIds,
@@ -466,17 +440,32 @@ export class NativeEngine implements Engine {
         outTokens,
         outLogits,
         outLogprobs,
+        outStatus,
       );
+      // Messages live in the engine: read them before a deferred close frees it.
+      if (status !== 0) {
+        stepError = nativeError(status, cString(sym.ss_engine_last_error(eng)), "step failed");
+      } else {
+        for (let i = 0; i < n; i++) {
+          if (outStatus[i] !== 0) {
+            itemErrors[i] = nativeError(outStatus[i], cString(sym.ss_engine_item_error(eng, i)));
+          }
+        }
+      }
     } finally {
       this.#busy = false;
       if (this.#closeRequested) this.#free();
     }
-    checkAsync(status, "step failed");
+    if (stepError) throw stepError;
     const results: StepResult[] = new Array(n);
     for (let i = 0; i < n; i++) {
       const r: StepResult = { token: outTokens[i] };
-      if (outLogits && items[i].logits) r.logits = outLogits.subarray(i * vocab, (i + 1) * vocab);
-      if (outLogprobs && items[i].target !== undefined) r.targetLogprob = outLogprobs[i];
+      const error = itemErrors[i];
+      if (error) r.error = error;
+      else {
+        if (outLogits && items[i].logits) r.logits = outLogits.subarray(i * vocab, (i + 1) * vocab);
+        if (outLogprobs && items[i].target !== undefined) r.targetLogprob = outLogprobs[i];
+      }
       results[i] = r;
     }
     return results;

@@ -46,8 +46,22 @@ export interface SequenceOptions extends SamplingOptions {
   policy?: CachePolicy;
   /** Attention sinks (streaming only). Default 4. */
   sinks?: number;
-  /** Cache capacity W in tokens, sinks and newest token included. Default: model maxSeqLen. */
+  /** Cache capacity W in tokens, sinks and newest token included. Default (or 0): limits.defaultCapacity. */
   capacity?: number;
+}
+
+/**
+ * Bounds the engine enforces on sequence settings (read from the C library: one source of truth).
+ * Front ends build their request schemas from these instead of restating them.
+ */
+export interface SequenceLimits {
+  /** Smallest and largest cache capacity in tokens. */
+  minCapacity: number;
+  maxCapacity: number;
+  /** The capacity a sequence gets when none (or 0) is given: the model's context (maxSeqLen). */
+  defaultCapacity: number;
+  /** Largest top_k (0 = off; a top_k of vocabSize or more keeps every token). */
+  maxTopK: number;
 }
 
 /** Cache statistics of one sequence (mirrors ss_seq_stats). */
@@ -105,6 +119,14 @@ export interface Engine extends Disposable {
    * and finds it missing assumes f32.
    */
   readonly kvBytesPerToken?: number;
+  /** Bounds of sequence settings (see SequenceLimits). */
+  readonly limits: SequenceLimits;
+  /**
+   * Check options exactly as createSequence would (capacity 0 = the model's context, sinks < capacity,
+   * sampling bounds) without creating anything; throws the engine's typed error (InvalidArgumentError,
+   * with `field` naming the option at fault). Safe to call at any time, also while a step is in flight.
+   */
+  checkSequenceOptions(options: SequenceOptions): void;
   createSequence(options?: SequenceOptions): number;
   freeSequence(seq: number): void;
   setSampling(seq: number, options: SamplingOptions): void;

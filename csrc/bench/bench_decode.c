@@ -58,7 +58,7 @@ int main(int argc, char **argv) {
   if (B < 1 || W < 2 || N < 1 || K < 1) return usage();
 
   ss_model *m = NULL;
-  int rc = ss_model_load(path, NULL, &m);
+  int rc = ss_model_load(path, NULL, &m, NULL, 0);
   if (rc) {
     fprintf(stderr, "load %s: %s: %s\n", path, ss_status_name(rc), ss_last_error());
     return 1;
@@ -71,7 +71,7 @@ int main(int argc, char **argv) {
   ep.max_sequences = B;
   ep.max_batch_tokens = K > B ? K : B;
   ss_engine *e = NULL;
-  rc = ss_engine_create(m, &ep, &e);
+  rc = ss_engine_create(m, &ep, &e, NULL, 0);
   if (rc) {
     fprintf(stderr, "engine: %s: %s\n", ss_status_name(rc), ss_last_error());
     ss_model_free(m);
@@ -127,7 +127,7 @@ int main(int argc, char **argv) {
       fed[b] += n;
     }
     if (n_items == 0) break;
-    rc = ss_engine_step(e, n_items, item_ids, ntok, toks, flags, NULL, NULL, NULL, NULL);
+    rc = ss_engine_step(e, n_items, item_ids, ntok, toks, flags, NULL, NULL, NULL, NULL, NULL);
     if (rc) {
       fprintf(stderr, "prefill: %s: %s\n", ss_status_name(rc), ss_last_error());
       return 1;
@@ -148,7 +148,7 @@ int main(int argc, char **argv) {
     ss_seq_get_stats(e, ids[0], &st);
     evicting[s] = st.n_cached == st.capacity; /* this step evicts a token */
     double a = now_s();
-    rc = ss_engine_step(e, B, ids, ntok, cur, flags, NULL, out, NULL, NULL);
+    rc = ss_engine_step(e, B, ids, ntok, cur, flags, NULL, out, NULL, NULL, NULL);
     lat[s] = now_s() - a;
     if (rc) {
       fprintf(stderr, "decode: %s: %s\n", ss_status_name(rc), ss_last_error());

@@ -107,7 +107,7 @@ static double prefill(bench *b, const int32_t *ids, int n_seq, int64_t n) {
       left[s] -= k;
     }
     if (n_items == 0) break;
-    int rc = ss_engine_step(b->e, n_items, b->ids, b->ntok, b->toks, b->flags, NULL, NULL, NULL, NULL);
+    int rc = ss_engine_step(b->e, n_items, b->ids, b->ntok, b->toks, b->flags, NULL, NULL, NULL, NULL, NULL);
     if (rc) die("prefill", rc);
   }
   free(left);
@@ -121,7 +121,7 @@ static double decode_step(bench *b, const int32_t *ids, int n, int32_t *cur) {
     b->flags[i] = SS_STEP_SAMPLE;
   }
   double t0 = now_s();
-  int rc = ss_engine_step(b->e, n, ids, b->ntok, cur, b->flags, NULL, b->out, NULL, NULL);
+  int rc = ss_engine_step(b->e, n, ids, b->ntok, cur, b->flags, NULL, b->out, NULL, NULL, NULL);
   double dt = now_s() - t0;
   if (rc) die("decode", rc);
   memcpy(cur, b->out, (size_t)n * sizeof *cur);
@@ -165,7 +165,7 @@ int main(int argc, char **argv) {
     return usage();
 
   ss_model *m = NULL;
-  int rc = ss_model_load(path, NULL, &m);
+  int rc = ss_model_load(path, NULL, &m, NULL, 0);
   if (rc) die(path, rc);
   bench b = {0};
   ss_model_get_info(m, &b.info);
@@ -176,7 +176,7 @@ int main(int argc, char **argv) {
   ep.max_sequences = MAXB > R ? MAXB : R;
   ep.max_batch_tokens = K > MAXB ? K : MAXB;
   b.max_tokens = ep.max_batch_tokens;
-  rc = ss_engine_create(m, &ep, &b.e);
+  rc = ss_engine_create(m, &ep, &b.e, NULL, 0);
   if (rc) die("engine", rc);
   int maxn = ep.max_sequences > ep.max_batch_tokens ? ep.max_sequences : ep.max_batch_tokens;
   b.toks = xmalloc((size_t)maxn * sizeof(int32_t));

@@ -7,22 +7,36 @@
  *
  * Conventions
  * - Every function that can fail returns an int status (SS_OK == 0, see
- *   ss_status). On failure a human-readable message is available from
- *   ss_last_error() on the same thread (thread-local storage); it names the
- *   file / sequence / argument that is wrong.
+ *   ss_status). On failure a human-readable message names the file /
+ *   sequence / argument that is wrong. Where to read it:
+ *   - ss_last_error(): on the thread that made the failing call, always;
+ *   - ss_engine_last_error(engine): after a failing call that takes a
+ *     non-const ss_engine * (ss_seq_create, ss_seq_free, ss_seq_set_sampling,
+ *     ss_engine_step), from any thread: for bindings that run calls on a
+ *     worker thread;
+ *   - the caller's `err` buffer of ss_model_load and ss_engine_create (there
+ *     is no engine yet), when given.
+ *   ss_engine_step also reports a status and a message per item.
  * - Handles are opaque. Whoever creates a handle frees it with the matching
  *   *_free function; *_free(NULL) is a no-op.
  * - Params structs are plain data of fixed-width fields; always start from
- *   the matching *_default_params() and change the fields you need. Field
- *   offsets are part of the ABI (bindings fill them by offset) and are
- *   checked with static asserts in the implementation.
+ *   the matching *_default_params() and change the fields you need. Struct
+ *   sizes, field offsets and enum values are part of the ABI; the library
+ *   exports them (ss_abi_layout) so that a binding checks its own copy.
  *
  * Thread safety
- * - ss_model is immutable after load and may be shared by several engines.
+ * - ss_model is immutable after load and may be shared by several engines
+ *   and threads. ss_model_load and ss_engine_create may run on any thread,
+ *   also concurrently with each other and with calls on existing engines.
  * - An ss_engine is NOT thread-safe: calls on one engine must be serialised
- *   by the caller (the Deno binding runs them one at a time on a worker
+ *   by the caller (the Deno binding runs steps one at a time on a worker
  *   thread). Different engines may be used from different threads.
- * - ss_last_error() and the default_params functions are thread-safe.
+ *   Exceptions: ss_engine_get_limits, ss_seq_check_params and
+ *   ss_engine_kv_bytes_per_token read only what is fixed when the engine is
+ *   created; they may run at any time, also while a step runs on another
+ *   thread (they report failures through ss_last_error() only).
+ * - ss_last_error, ss_status_name, ss_abi_version, ss_abi_layout and the
+ *   *_default_params functions are thread-safe.
  */
 #ifndef SINKSTREAM_H
 #define SINKSTREAM_H
@@ -40,7 +54,10 @@ extern "C" {
 #define SS_API
 #endif
 
-#define SS_ABI_VERSION 1
+#define SS_ABI_VERSION 2
+
+/* Bytes an `err` buffer needs to hold any message whole (longer ones are truncated). */
+#define SS_ERROR_MAX 1024
 
 /* ---- status codes ------------------------------------------------------ */
 typedef enum ss_status {
@@ -59,23 +76,29 @@ typedef enum ss_status {
 /* Last error message of the calling thread ("" when none). The pointer stays
  * valid until the next failing call on this thread. */
 SS_API const char *ss_last_error(void);
-/* The most recent error message recorded on ANY thread ("" when none), copied
- * into storage of the calling thread (valid until its next call of this
- * function). For bindings that run calls on worker threads and read the
- * message afterwards on another thread. Additive since ABI 1. */
-SS_API const char *ss_last_error_global(void);
-/* Static name of a status code, e.g. "SS_ERR_FORMAT". */
+/* Static name of a status code, e.g. "SS_ERR_FORMAT" ("SS_ERR_UNKNOWN" for others). */
 SS_API const char *ss_status_name(int status);
 /* SS_ABI_VERSION the library was built with. */
 SS_API int ss_abi_version(void);
+
+/* One entry of the ABI description. */
+typedef struct ss_abi_entry {
+  const char *name; /* "ss_seq_params" (a struct), "ss_seq_params.capacity" (a field), "SS_POLICY_DENSE" */
+  int64_t value;    /* sizeof the struct, offsetof the field, or the constant's value */
+  int64_t size;     /* sizeof the field; the struct's alignment; 0 for a constant */
+} ss_abi_entry;
+/* Every public struct (size, alignment), field (offset, size) and enum / flag
+ * constant of this header, generated with sizeof / offsetof by the compiler
+ * that built the library. Static storage; *out_n = number of entries. */
+SS_API const ss_abi_entry *ss_abi_layout(int32_t *out_n);
 
 /* ---- model ------------------------------------------------------------- */
 typedef struct ss_model ss_model;
 
 typedef struct ss_model_params {
-  int32_t use_mmap; /* off 0: 1 = map weights from the file when possible (default 1) */
+  int32_t use_mmap; /* 1 = map weights from the file when possible (default 1) */
   int32_t reserved[7];
-} ss_model_params; /* 32 bytes */
+} ss_model_params;
 
 typedef enum ss_arch {
   SS_ARCH_LLAMA = 0,
@@ -85,22 +108,22 @@ typedef enum ss_arch {
 
 /* Shape of a loaded model. Filled by ss_model_get_info. */
 typedef struct ss_model_info {
-  int32_t arch;            /* off 0: ss_arch */
-  int32_t dim;             /* off 4: hidden size */
-  int32_t hidden_dim;      /* off 8: FFN intermediate size */
-  int32_t n_layers;        /* off 12 */
-  int32_t n_heads;         /* off 16: query heads */
-  int32_t n_kv_heads;      /* off 20: key/value heads (GQA when < n_heads) */
-  int32_t head_dim;        /* off 24 */
-  int32_t vocab_size;      /* off 28 */
-  int32_t max_seq_len;     /* off 32: training context (max_position_embeddings) */
-  int32_t bos_token_id;    /* off 36: -1 when unknown */
-  int32_t eos_token_id;    /* off 40: -1 when unknown */
-  int32_t source_dtype;    /* off 44: ss_dtype of the weights in the file */
-  float rope_theta;        /* off 48 */
-  float rms_norm_eps;      /* off 52 */
-  int64_t n_params;        /* off 56: number of weight scalars */
-} ss_model_info;           /* 64 bytes */
+  int32_t arch;            /* ss_arch */
+  int32_t dim;             /* hidden size */
+  int32_t hidden_dim;      /* FFN intermediate size */
+  int32_t n_layers;
+  int32_t n_heads;         /* query heads */
+  int32_t n_kv_heads;      /* key/value heads (GQA when < n_heads) */
+  int32_t head_dim;
+  int32_t vocab_size;
+  int32_t max_seq_len;     /* training context (max_position_embeddings) */
+  int32_t bos_token_id;    /* -1 when unknown */
+  int32_t eos_token_id;    /* -1 when unknown */
+  int32_t source_dtype;    /* ss_dtype of the weights in the file */
+  float rope_theta;
+  float rms_norm_eps;
+  int64_t n_params;        /* number of weight scalars */
+} ss_model_info;
 
 typedef enum ss_dtype { SS_DTYPE_F32 = 0, SS_DTYPE_F16 = 1, SS_DTYPE_BF16 = 2 } ss_dtype;
 
@@ -108,8 +131,10 @@ SS_API ss_model_params ss_model_default_params(void);
 /* Load a model. `path` is either a Hugging Face folder (config.json +
  * model.safetensors or model.safetensors.index.json shards) or a llama2.c
  * checkpoint file (.bin). On success *out owns the model; free it with
- * ss_model_free after every engine using it has been freed. */
-SS_API int ss_model_load(const char *path, const ss_model_params *params, ss_model **out);
+ * ss_model_free after every engine using it has been freed. On failure the
+ * message is also copied into err[err_size] (NUL-terminated) when err != NULL. */
+SS_API int ss_model_load(const char *path, const ss_model_params *params, ss_model **out, char *err,
+                         size_t err_size);
 SS_API void ss_model_free(ss_model *model);
 SS_API int ss_model_get_info(const ss_model *model, ss_model_info *out);
 
@@ -119,19 +144,28 @@ typedef struct ss_engine ss_engine;
 typedef enum ss_backend { SS_BACKEND_CPU = 0, SS_BACKEND_CUDA = 1 } ss_backend;
 
 typedef struct ss_engine_params {
-  int32_t backend;          /* off 0: ss_backend (default SS_BACKEND_CPU) */
-  int32_t n_threads;        /* off 4: CPU threads, 0 = all online cores (default 0) */
-  int32_t max_sequences;    /* off 8: live sequences at once (default 1024) */
-  int32_t max_batch_tokens; /* off 12: tokens in one step, all items (default 512) */
-  int32_t device;           /* off 16: CUDA device ordinal (default 0) */
+  int32_t backend;          /* ss_backend (default SS_BACKEND_CPU) */
+  int32_t n_threads;        /* CPU threads, 0 = all online cores (default 0) */
+  int32_t max_sequences;    /* live sequences at once (default 1024) */
+  int32_t max_batch_tokens; /* tokens in one step, all items (default 512) */
+  int32_t device;           /* CUDA device ordinal (default 0) */
   int32_t reserved[3];
-} ss_engine_params;         /* 32 bytes */
+} ss_engine_params;
 
 SS_API ss_engine_params ss_engine_default_params(void);
-/* Create an engine on `model` (borrowed: it must outlive the engine). */
-SS_API int ss_engine_create(const ss_model *model, const ss_engine_params *params, ss_engine **out);
+/* Create an engine on `model` (borrowed: it must outlive the engine). On
+ * failure the message is also copied into err[err_size] when err != NULL. */
+SS_API int ss_engine_create(const ss_model *model, const ss_engine_params *params, ss_engine **out, char *err,
+                            size_t err_size);
 /* Frees the engine and every sequence still alive in it. */
 SS_API void ss_engine_free(ss_engine *engine);
+/* Message of the most recent failing call on `engine` that takes a non-const
+ * ss_engine * ("" when none); valid until the next such call. */
+SS_API const char *ss_engine_last_error(const ss_engine *engine);
+/* KV-cache bytes one cached token takes in this engine: K and V of every layer
+ * in the backend's cache element type (f32 on CPU, f16/bf16 on CUDA). 0 when
+ * engine is NULL. */
+SS_API int64_t ss_engine_kv_bytes_per_token(const ss_engine *engine);
 /* Whether a backend was compiled in and can run here (1) or not (0). */
 SS_API int ss_backend_available(int32_t backend);
 
@@ -143,35 +177,57 @@ typedef enum ss_policy {
 } ss_policy;
 
 typedef struct ss_seq_params {
-  int32_t policy;     /* off 0: ss_policy (default SS_POLICY_STREAMING) */
-  int32_t n_sinks;    /* off 4: attention sinks for streaming (default 4; ignored otherwise) */
-  int32_t capacity;   /* off 8: cache size W in tokens, sinks and newest token included;
-                         0 = the model's max_seq_len (default 0) */
-  float temperature;  /* off 12: 0 = greedy (default 0) */
-  int32_t top_k;      /* off 16: 0 = off (default 0) */
-  float top_p;        /* off 20: 1 = off (default 1) */
-  uint64_t seed;      /* off 24: sampling RNG seed (default 0) */
-} ss_seq_params;      /* 32 bytes */
+  int32_t policy;     /* ss_policy (default SS_POLICY_STREAMING) */
+  int32_t n_sinks;    /* attention sinks for streaming (default 4; ignored otherwise) */
+  int32_t capacity;   /* cache size W in tokens, sinks and newest token included;
+                         0 = the model's max_seq_len (default 0); see ss_seq_limits */
+  float temperature;  /* 0 = greedy (default 0) */
+  int32_t top_k;      /* 0 = off (default 0) */
+  float top_p;        /* 1 = off (default 1) */
+  uint64_t seed;      /* sampling RNG seed (default 0) */
+} ss_seq_params;
 
 /* Cache statistics of one sequence. */
 typedef struct ss_seq_stats {
-  int32_t n_cached;   /* off 0: tokens in the cache now (<= capacity) */
-  int32_t n_sinks;    /* off 4: sinks kept (0 for window / dense) */
-  int32_t capacity;   /* off 8 */
-  int32_t policy;     /* off 12 */
-  int64_t n_seen;     /* off 16: tokens fed since creation */
-  int64_t n_evicted;  /* off 24: tokens evicted since creation */
-  int64_t cache_bytes;/* off 32: bytes of KV memory held now */
-} ss_seq_stats;       /* 40 bytes */
+  int32_t n_cached;   /* tokens in the cache now (<= capacity) */
+  int32_t n_sinks;    /* sinks kept (0 for window / dense) */
+  int32_t capacity;
+  int32_t policy;
+  int64_t n_seen;     /* tokens fed since creation */
+  int64_t n_evicted;  /* tokens evicted since creation */
+  int64_t cache_bytes;/* bytes of KV memory held now */
+} ss_seq_stats;
+
+/* Bounds of sequence settings in an engine (what ss_seq_check_params enforces,
+ * for front ends that build request schemas). */
+typedef struct ss_seq_limits {
+  int32_t min_capacity;     /* smallest capacity */
+  int32_t max_capacity;     /* largest capacity */
+  int32_t default_capacity; /* what capacity 0 means: the model's max_seq_len */
+  int32_t max_top_k;        /* largest top_k (top_k >= vocab_size keeps every token) */
+  int32_t reserved[4];
+} ss_seq_limits;
 
 SS_API ss_seq_params ss_seq_default_params(void);
+SS_API int ss_engine_get_limits(const ss_engine *engine, ss_seq_limits *out);
+/* Check `params` exactly as ss_seq_create does, without creating anything:
+ *   policy one of ss_policy; capacity 0 or in [min_capacity, max_capacity]
+ *   (0 = default_capacity); streaming: 0 <= n_sinks < capacity (n_sinks is
+ *   ignored otherwise); temperature finite and >= 0; 0 <= top_k <= max_top_k;
+ *   top_p in (0, 1]. SS_ERR_INVALID_ARGUMENT with a message naming the field;
+ *   *out_field (when out_field != NULL) = the field's name in ss_seq_params
+ *   (static), or NULL when the params are valid. The only other reason
+ *   ss_seq_create can fail is the engine's state (SS_ERR_LIMIT: max_sequences
+ *   alive, or out of memory). */
+SS_API int ss_seq_check_params(const ss_engine *engine, const ss_seq_params *params, const char **out_field);
 /* Create a sequence; its id (>= 0, unique in the engine while alive) in *out_id.
  * KV memory grows on demand up to `capacity` tokens. */
 SS_API int ss_seq_create(ss_engine *engine, const ss_seq_params *params, int32_t *out_id);
 /* Free a sequence and its cache. SS_ERR_NOT_FOUND when unknown. */
 SS_API int ss_seq_free(ss_engine *engine, int32_t seq_id);
 /* Change sampling settings (temperature, top_k, top_p, seed; the seed resets
- * the RNG). Cache fields of `params` are ignored. */
+ * the RNG), checked as ss_seq_check_params does. Cache fields of `params` are
+ * ignored. */
 SS_API int ss_seq_set_sampling(ss_engine *engine, int32_t seq_id, const ss_seq_params *params);
 SS_API int ss_seq_get_stats(const ss_engine *engine, int32_t seq_id, ss_seq_stats *out);
 /* The original stream indices (0-based position of each token in everything
@@ -201,15 +257,43 @@ SS_API int ss_seq_get_cache_indices(const ss_engine *engine, int32_t seq_id, int
  *   flags[i] & SS_STEP_LOGITS (other rows untouched).
  * - out_target_logprobs[i]: log p(targets[i] | everything fed) when
  *   targets != NULL and targets[i] >= 0 (else NaN).
+ * - out_status[i]: SS_OK, or why item i failed on its own.
  * `flags` may be NULL (= SS_STEP_SAMPLE for all).
  *
- * All inputs are validated before anything is computed: on any error no
- * sequence changes. Errors: SS_ERR_NOT_FOUND (unknown seq), SS_ERR_INVALID_ARGUMENT
- * (token id out of range, duplicate seq, n_tokens < 1), SS_ERR_LIMIT (too many
- * tokens), SS_ERR_CONTEXT_FULL (dense sequence without room). */
+ * Item errors (checked before anything is computed): SS_ERR_NOT_FOUND
+ * (unknown sequence), SS_ERR_INVALID_ARGUMENT (a second item of the same
+ * sequence, token id out of range, bad target, unknown flags),
+ * SS_ERR_CONTEXT_FULL (dense sequence without room), SS_ERR_BACKEND (the
+ * sequence is broken, see below), SS_ERR_OUT_OF_MEMORY (its KV storage
+ * cannot grow). A failed item is not fed, its sequence is unchanged, its
+ * out_tokens is -1, its logprob NaN, its logits row untouched; the other
+ * items run exactly as if it were not in the step.
+ * - With out_status: the step returns SS_OK when the healthy items ran (also
+ *   when every item failed); each failure is in out_status[i] with its
+ *   message in ss_engine_item_error(engine, i).
+ * - With out_status == NULL: the first failing item fails the whole step
+ *   with its status and message, and no sequence changes.
+ *
+ * Step errors (the return value, message in ss_engine_last_error; every item
+ * that had not failed on its own gets the same status in out_status):
+ * - SS_ERR_INVALID_ARGUMENT (NULL engine or arrays, n_items < 0, an n_tokens
+ *   < 1: the token layout is undefined), SS_ERR_LIMIT (more tokens than
+ *   max_batch_tokens), SS_ERR_OUT_OF_MEMORY (the step's logits): nothing was
+ *   computed and no sequence changed.
+ * - A backend failure during the forward pass (SS_ERR_BACKEND, or what the
+ *   backend returned): the items' KV storage may be partly overwritten, and
+ *   the engine cannot tell how far the backend got. Every sequence fed in
+ *   that step is marked broken: its n_seen / stats / cache indices stay as
+ *   before the step, ss_seq_get_stats, ss_seq_set_sampling and ss_seq_free
+ *   still work, and every later step item on it fails with SS_ERR_BACKEND
+ *   naming the original cause. Free it (its session must start over).
+ *   Sequences not in that step are untouched. */
 SS_API int ss_engine_step(ss_engine *engine, int32_t n_items, const int32_t *seq_ids, const int32_t *n_tokens,
                           const int32_t *tokens, const int32_t *flags, const int32_t *targets,
-                          int32_t *out_tokens, float *out_logits, float *out_target_logprobs);
+                          int32_t *out_tokens, float *out_logits, float *out_target_logprobs, int32_t *out_status);
+/* Message of item `item` of the engine's most recent step ("" when it did not
+ * fail or is out of range); valid until the next ss_engine_step. */
+SS_API const char *ss_engine_item_error(const ss_engine *engine, int32_t item);
 
 #ifdef __cplusplus
 }

@@ -1,60 +1,97 @@
 /*
- * abi_layout.c — compile-time checks of the public structs' layout.
- *
- * Field offsets and sizes of the params / info / stats structs are part of the
- * ABI: bindings (runtime/ffi.ts) fill and read them by byte offset, as
- * documented in include/sinkstream.h. A change here is an ABI change.
+ * abi_layout.c — ss_abi_layout(): the public structs' sizes and field offsets and the header's
+ * constants, as the compiler that built the library lays them out. Bindings (runtime/ffi.ts) name
+ * their own copy of the layout once and check it against this table when they open the library, so a
+ * changed struct is caught at load time instead of corrupting memory. A field added to a public
+ * struct belongs here too.
  */
 #include <stddef.h>
 
 #include "../include/sinkstream.h"
 
-#define ABI_OFF(type, field, off) _Static_assert(offsetof(type, field) == (off), #type "." #field " offset")
-#define ABI_SIZE(type, size) _Static_assert(sizeof(type) == (size), "sizeof " #type)
+#define STRUCT(type) {#type, (int64_t)sizeof(type), (int64_t)_Alignof(type)}
+#define FIELD(type, field) {#type "." #field, (int64_t)offsetof(type, field), (int64_t)sizeof(((type *)0)->field)}
+#define CONSTANT(name) {#name, (int64_t)(name), 0}
 
-ABI_OFF(ss_model_params, use_mmap, 0);
-ABI_OFF(ss_model_params, reserved, 4);
-ABI_SIZE(ss_model_params, 32);
+static const ss_abi_entry layout[] = {
+    STRUCT(ss_model_params),
+    FIELD(ss_model_params, use_mmap),
+    FIELD(ss_model_params, reserved),
 
-ABI_OFF(ss_model_info, arch, 0);
-ABI_OFF(ss_model_info, dim, 4);
-ABI_OFF(ss_model_info, hidden_dim, 8);
-ABI_OFF(ss_model_info, n_layers, 12);
-ABI_OFF(ss_model_info, n_heads, 16);
-ABI_OFF(ss_model_info, n_kv_heads, 20);
-ABI_OFF(ss_model_info, head_dim, 24);
-ABI_OFF(ss_model_info, vocab_size, 28);
-ABI_OFF(ss_model_info, max_seq_len, 32);
-ABI_OFF(ss_model_info, bos_token_id, 36);
-ABI_OFF(ss_model_info, eos_token_id, 40);
-ABI_OFF(ss_model_info, source_dtype, 44);
-ABI_OFF(ss_model_info, rope_theta, 48);
-ABI_OFF(ss_model_info, rms_norm_eps, 52);
-ABI_OFF(ss_model_info, n_params, 56);
-ABI_SIZE(ss_model_info, 64);
+    STRUCT(ss_model_info),
+    FIELD(ss_model_info, arch),
+    FIELD(ss_model_info, dim),
+    FIELD(ss_model_info, hidden_dim),
+    FIELD(ss_model_info, n_layers),
+    FIELD(ss_model_info, n_heads),
+    FIELD(ss_model_info, n_kv_heads),
+    FIELD(ss_model_info, head_dim),
+    FIELD(ss_model_info, vocab_size),
+    FIELD(ss_model_info, max_seq_len),
+    FIELD(ss_model_info, bos_token_id),
+    FIELD(ss_model_info, eos_token_id),
+    FIELD(ss_model_info, source_dtype),
+    FIELD(ss_model_info, rope_theta),
+    FIELD(ss_model_info, rms_norm_eps),
+    FIELD(ss_model_info, n_params),
 
-ABI_OFF(ss_engine_params, backend, 0);
-ABI_OFF(ss_engine_params, n_threads, 4);
-ABI_OFF(ss_engine_params, max_sequences, 8);
-ABI_OFF(ss_engine_params, max_batch_tokens, 12);
-ABI_OFF(ss_engine_params, device, 16);
-ABI_OFF(ss_engine_params, reserved, 20);
-ABI_SIZE(ss_engine_params, 32);
+    STRUCT(ss_engine_params),
+    FIELD(ss_engine_params, backend),
+    FIELD(ss_engine_params, n_threads),
+    FIELD(ss_engine_params, max_sequences),
+    FIELD(ss_engine_params, max_batch_tokens),
+    FIELD(ss_engine_params, device),
+    FIELD(ss_engine_params, reserved),
 
-ABI_OFF(ss_seq_params, policy, 0);
-ABI_OFF(ss_seq_params, n_sinks, 4);
-ABI_OFF(ss_seq_params, capacity, 8);
-ABI_OFF(ss_seq_params, temperature, 12);
-ABI_OFF(ss_seq_params, top_k, 16);
-ABI_OFF(ss_seq_params, top_p, 20);
-ABI_OFF(ss_seq_params, seed, 24);
-ABI_SIZE(ss_seq_params, 32);
+    STRUCT(ss_seq_params),
+    FIELD(ss_seq_params, policy),
+    FIELD(ss_seq_params, n_sinks),
+    FIELD(ss_seq_params, capacity),
+    FIELD(ss_seq_params, temperature),
+    FIELD(ss_seq_params, top_k),
+    FIELD(ss_seq_params, top_p),
+    FIELD(ss_seq_params, seed),
 
-ABI_OFF(ss_seq_stats, n_cached, 0);
-ABI_OFF(ss_seq_stats, n_sinks, 4);
-ABI_OFF(ss_seq_stats, capacity, 8);
-ABI_OFF(ss_seq_stats, policy, 12);
-ABI_OFF(ss_seq_stats, n_seen, 16);
-ABI_OFF(ss_seq_stats, n_evicted, 24);
-ABI_OFF(ss_seq_stats, cache_bytes, 32);
-ABI_SIZE(ss_seq_stats, 40);
+    STRUCT(ss_seq_stats),
+    FIELD(ss_seq_stats, n_cached),
+    FIELD(ss_seq_stats, n_sinks),
+    FIELD(ss_seq_stats, capacity),
+    FIELD(ss_seq_stats, policy),
+    FIELD(ss_seq_stats, n_seen),
+    FIELD(ss_seq_stats, n_evicted),
+    FIELD(ss_seq_stats, cache_bytes),
+
+    STRUCT(ss_seq_limits),
+    FIELD(ss_seq_limits, min_capacity),
+    FIELD(ss_seq_limits, max_capacity),
+    FIELD(ss_seq_limits, default_capacity),
+    FIELD(ss_seq_limits, max_top_k),
+    FIELD(ss_seq_limits, reserved),
+
+    STRUCT(ss_abi_entry),
+    FIELD(ss_abi_entry, name),
+    FIELD(ss_abi_entry, value),
+    FIELD(ss_abi_entry, size),
+
+    CONSTANT(SS_ABI_VERSION),
+    CONSTANT(SS_ERROR_MAX),
+    CONSTANT(SS_OK),
+    CONSTANT(SS_ARCH_LLAMA),
+    CONSTANT(SS_ARCH_MISTRAL),
+    CONSTANT(SS_ARCH_QWEN2),
+    CONSTANT(SS_DTYPE_F32),
+    CONSTANT(SS_DTYPE_F16),
+    CONSTANT(SS_DTYPE_BF16),
+    CONSTANT(SS_BACKEND_CPU),
+    CONSTANT(SS_BACKEND_CUDA),
+    CONSTANT(SS_POLICY_STREAMING),
+    CONSTANT(SS_POLICY_WINDOW),
+    CONSTANT(SS_POLICY_DENSE),
+    CONSTANT(SS_STEP_SAMPLE),
+    CONSTANT(SS_STEP_LOGITS),
+};
+
+const ss_abi_entry *ss_abi_layout(int32_t *out_n) {
+  if (out_n) *out_n = (int32_t)(sizeof layout / sizeof layout[0]);
+  return layout;
+}

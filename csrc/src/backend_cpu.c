@@ -1,6 +1,6 @@
 /*
  * backend_cpu.c — the CPU backend: Llama forward pass over a batch of
- * sequences with StreamingLLM ring caches (see backend.h for the geometry).
+ * sequences with StreamingLLM ring caches (geometry: cache_geometry.h).
  *
  * Per forward pass, T tokens of all items are stacked into [T, dim] and go
  * through every matmul together (each weight row is read once per 4 tokens).
@@ -42,6 +42,7 @@
 typedef struct cpu_kv {
   ss_cache_geometry geom;
   int32_t n_slots; /* slots allocated in every layer buffer */
+  int64_t bytes;   /* bytes of the 2 * n_layers buffers as allocated */
   float **k;       /* [n_layers] -> [n_slots, kv_dim], keys rotated at their stream index */
   float **v;       /* [n_layers] -> [n_slots, kv_dim] */
 } cpu_kv;
@@ -226,6 +227,7 @@ static int cpu_kv_reserve(ss_backend_ctx *c, void *kvp, int32_t n_slots) {
     kv->v[l] = nv;
   }
   kv->n_slots = n_slots;
+  kv->bytes = 2 * (int64_t)c->n_layers * (int64_t)bytes;
   return SS_OK;
 oom:
   return ss_fail(SS_ERR_OUT_OF_MEMORY, "cpu backend: cannot grow a KV cache to %d slots (%zu bytes per layer)",
@@ -244,17 +246,14 @@ static void cpu_kv_destroy(ss_backend_ctx *c, void *kvp) {
   free(kv);
 }
 
-static int64_t cpu_kv_bytes(ss_backend_ctx *c, const void *kvp) {
-  const cpu_kv *kv = kvp;
-  return (int64_t)c->n_layers * 2 * kv->n_slots * (int64_t)c->kv_dim * (int64_t)sizeof(float);
+/* K and V rows of one slot in every layer (f32) */
+static int64_t cpu_kv_bytes_per_token(ss_backend_ctx *c) {
+  return (int64_t)c->n_layers * 2 * (int64_t)c->kv_dim * (int64_t)sizeof(float);
 }
 
-/* ---- cache geometry helpers ---------------------------------------------------- */
-
-static inline int64_t slot_of(int64_t i, int32_t S, int32_t R) { return i < S ? i : S + (i - S) % R; }
+static int64_t cpu_kv_bytes(ss_backend_ctx *c, const void *kvp) { return ((const cpu_kv *)kvp)->bytes; }
 
 /* ---- parallel tasks ---------------------------------------------------------- */
-
 
 static int64_t grain_for(const ss_backend_ctx *c, int64_t n_tasks, int64_t work) {
   if (c->n_threads <= 1 || work < c->par_min_work) return n_tasks; /* inline */
@@ -331,7 +330,7 @@ static void rope_task(void *ctx, int64_t begin, int64_t end, int tid) {
   for (int64_t t = begin; t < end; t++) {
     const ss_forward_item *it = &c->items[c->tok_item[t]];
     int64_t pos = c->tok_pos[t];
-    int64_t n_vis = pos + 1 < it->geom.capacity ? pos + 1 : it->geom.capacity;
+    int64_t n_vis = ss_geom_n_visible(pos, it->geom.capacity);
     float *r = c->rope + t * 4 * half;
     ss_rope_tables(r, r + half, pos, c->inv_freq, c->hd);
     if (n_vis - 1 == pos) {
@@ -428,7 +427,7 @@ static void attn_task(void *ctx, int64_t begin, int64_t end, int tid) {
     const ss_forward_item *it = &c->items[c->tok_item[row]];
     const cpu_kv *kv = it->kv;
     int64_t t = c->tok_pos[row], start = it->start_index;
-    int32_t S = it->geom.n_sinks, C = it->geom.capacity, R = C - S;
+    int32_t S = it->geom.n_sinks, C = it->geom.capacity;
     int64_t row0 = c->item_row[c->tok_item[row]]; /* scratch row of stream index `start` */
     const float *r = c->rope + row * 4 * half;
 
@@ -449,17 +448,18 @@ static void attn_task(void *ctx, int64_t begin, int64_t end, int tid) {
     a.n = 0;
 
     /* sinks: i in [0, min(S, t+1)), query rotated at n(t)-1 */
-    int64_t n_sink = S < t + 1 ? S : t + 1;
+    int64_t n_sink = ss_geom_n_sinks_visible(t, S);
     int64_t sc = n_sink < start ? n_sink : start; /* sinks in the cache: [0, sc) */
     if (sc > 0) attn_run(&a, qs, ck, cv, sc, kvd, scale);
     if (n_sink > sc) attn_run(&a, qs, sk + (sc - start) * kvd, sv + (sc - start) * kvd, n_sink - sc, kvd, scale);
 
     /* recent: i in [max(S, t-R+1), t], query rotated at t */
-    int64_t lo = t - R + 1 > S ? t - R + 1 : S;
+    int64_t lo = ss_geom_recent_lo(t, S, C);
     int64_t cache_hi = t < start - 1 ? t : start - 1; /* recent keys from the cache: [lo, cache_hi] */
     if (cache_hi >= lo) {
-      int64_t n = cache_hi - lo + 1, s0 = slot_of(lo, S, R);
-      int64_t first = n < S + R - s0 ? n : S + R - s0; /* up to the end of the ring, then wrap to S */
+      int64_t n = cache_hi - lo + 1;
+      int32_t s0 = ss_geom_slot(lo, S, C);
+      int64_t first = ss_geom_ring_run(s0, n, C); /* up to the end of the ring, then wrap to S */
       attn_run(&a, qt, ck + s0 * kvd, cv + s0 * kvd, first, kvd, scale);
       if (n > first) attn_run(&a, qt, ck + (int64_t)S * kvd, cv + (int64_t)S * kvd, n - first, kvd, scale);
     }
@@ -483,13 +483,13 @@ static void write_kv(ss_backend_ctx *c) {
   for (int i = 0; i < c->n_items; i++) {
     const ss_forward_item *it = &c->items[i];
     cpu_kv *kv = it->kv;
-    int32_t S = it->geom.n_sinks, R = it->geom.capacity - S;
+    int32_t S = it->geom.n_sinks, C = it->geom.capacity;
     int64_t end = it->start_index + it->n_tokens; /* one past the last stream index */
     float *ck = kv->k[c->layer], *cv = kv->v[c->layer];
     for (int j = 0; j < it->n_tokens; j++) {
       int64_t idx = it->start_index + j;
-      if (idx >= S && idx + R < end) continue; /* overwritten later in this chunk */
-      int64_t slot = slot_of(idx, S, R), row = c->item_row[i] + j;
+      if (!ss_geom_kept(idx, end, S, C)) continue; /* overwritten later in this chunk */
+      int64_t slot = ss_geom_slot(idx, S, C), row = c->item_row[i] + j;
       memcpy(ck + slot * kvd, c->k + row * kvd, row_bytes);
       memcpy(cv + slot * kvd, c->v + row * kvd, row_bytes);
     }
@@ -521,8 +521,7 @@ static int cpu_forward(ss_backend_ctx *c, const ss_forward_item *items, int32_t 
     for (int j = 0; j < it->n_tokens; j++, T++) {
       c->tok_item[T] = i;
       c->tok_pos[T] = it->start_index + j;
-      int64_t n_vis = it->start_index + j + 1;
-      att_work += n_vis < it->geom.capacity ? n_vis : it->geom.capacity;
+      att_work += ss_geom_n_visible(it->start_index + j, it->geom.capacity);
       memcpy(c->x + (int64_t)T * dim, m->tok_embeddings + (int64_t)it->tokens[j] * dim, (size_t)dim * sizeof(float));
     }
     if (it->want_logits) c->logit_row[n_want++] = T - 1;
@@ -591,6 +590,7 @@ static const ss_backend_ops cpu_ops = {
     .kv_reserve = cpu_kv_reserve,
     .kv_destroy = cpu_kv_destroy,
     .kv_bytes = cpu_kv_bytes,
+    .kv_bytes_per_token = cpu_kv_bytes_per_token,
     .forward = cpu_forward,
 };
 

@@ -193,19 +193,12 @@ const char *ss_cuda_device_error(void) {
   return device_error;
 }
 
-static char gemm_path[320];
-static pthread_mutex_t gemm_path_mu = PTHREAD_MUTEX_INITIALIZER;
-const char *ss_cuda_gemm_path(void) { return gemm_path; }
-
-/* Why CUDA graphs were turned off in the most recent context that turned them off ("" if none). */
-static char graph_note[256];
-const char *ss_cuda_graph_note(void) { return graph_note; }
-
 /* ---- KV storage ------------------------------------------------------------------------- */
 
 typedef struct cuda_kv {
   ss_cache_geometry geom;
   int32_t n_slots; /* slots allocated */
+  int64_t bytes;   /* bytes of buf as allocated */
   void *buf;       /* [n_layers][2][n_slots][kv_dim] */
 } cuda_kv;
 
@@ -267,6 +260,8 @@ struct ss_backend_ctx {
   int have_cublas;
   int gemv_max;
 
+  char gemm_path[320]; /* ss_cuda_gemm_path: the matmul path chosen at init */
+  char graph_note[256]; /* ss_cuda_graph_note: why capture failed and graphs were turned off ("" if not) */
   int use_graphs;
   graph_entry graphs[N_GRAPHS];
   /* a decode shape is captured the second time it is seen: its first step runs eagerly, so lazy
@@ -529,14 +524,12 @@ static int cuda_init(const ss_model *model, const ss_engine_params *params, ss_b
   if (!rc) rc = alloc_activations(c);
   if (!rc) {
     c->have_cublas = cublas_load(&c->cublas, c->stream) == 0;
-    pthread_mutex_lock(&gemm_path_mu);
     if (c->have_cublas)
-      snprintf(gemm_path, sizeof gemm_path, "cublas (%s) for > %d rows, own gemv for <= %d rows", c->cublas.name,
-               c->gemv_max, c->gemv_max);
+      snprintf(c->gemm_path, sizeof c->gemm_path, "cublas (%s) for > %d rows, own gemv for <= %d rows",
+               c->cublas.name, c->gemv_max, c->gemv_max);
     else
-      snprintf(gemm_path, sizeof gemm_path, "own kernels (wmma tensor cores for > %d rows, gemv for <= %d)",
+      snprintf(c->gemm_path, sizeof c->gemm_path, "own kernels (wmma tensor cores for > %d rows, gemv for <= %d)",
                c->gemv_max, c->gemv_max);
-    pthread_mutex_unlock(&gemm_path_mu);
   }
   if (!rc) {
     e = cudaStreamSynchronize(c->stream);
@@ -568,7 +561,8 @@ static int cuda_kv_reserve(ss_backend_ctx *c, void *kvp, int32_t n_slots) {
   void *nb = NULL;
   char what[96];
   snprintf(what, sizeof what, "a KV cache of %d slots", n_slots);
-  RC(dmalloc(&nb, (size_t)c->n_layers * 2 * (size_t)n_slots * row, what));
+  size_t bytes = (size_t)c->n_layers * 2 * (size_t)n_slots * row;
+  RC(dmalloc(&nb, bytes, what));
   if (kv->n_slots > 0) {
     /* the 2 * n_layers planes keep their first n_slots_old rows */
     cudaError_t e = cudaMemcpy2DAsync(nb, (size_t)n_slots * row, kv->buf, (size_t)kv->n_slots * row,
@@ -583,6 +577,7 @@ static int cuda_kv_reserve(ss_backend_ctx *c, void *kvp, int32_t n_slots) {
   }
   kv->buf = nb;
   kv->n_slots = n_slots;
+  kv->bytes = (int64_t)bytes;
   return SS_OK;
 }
 
@@ -597,10 +592,12 @@ static void cuda_kv_destroy(ss_backend_ctx *c, void *kvp) {
   free(kv);
 }
 
-static int64_t cuda_kv_bytes(ss_backend_ctx *c, const void *kvp) {
-  const cuda_kv *kv = kvp;
-  return (int64_t)c->n_layers * 2 * (int64_t)kv->n_slots * (int64_t)c->kv_dim * (int64_t)c->esz;
+/* K and V rows of one slot in every layer, in the cache's element type */
+static int64_t cuda_kv_bytes_per_token(ss_backend_ctx *c) {
+  return (int64_t)c->n_layers * 2 * (int64_t)c->kv_dim * (int64_t)c->esz;
 }
+
+static int64_t cuda_kv_bytes(ss_backend_ctx *c, const void *kvp) { return ((const cuda_kv *)kvp)->bytes; }
 
 /* ---- forward ------------------------------------------------------------------------------- */
 
@@ -705,10 +702,8 @@ static graph_entry *graph_capture(ss_backend_ctx *c, const step_shape *s) {
   slot->key = graph_key_of(s);
   return slot;
 fail:
-  pthread_mutex_lock(&gemm_path_mu);
-  snprintf(graph_note, sizeof graph_note, "CUDA graph capture failed at %s (%s%s%s); decode steps run eagerly", stage,
-           cudaGetErrorString(e), rc != SS_OK ? "; " : "", rc != SS_OK ? ss_last_error() : "");
-  pthread_mutex_unlock(&gemm_path_mu);
+  snprintf(c->graph_note, sizeof c->graph_note, "CUDA graph capture failed at %s (%s%s%s); decode steps run eagerly",
+           stage, cudaGetErrorString(e), rc != SS_OK ? "; " : "", rc != SS_OK ? ss_last_error() : "");
   if (graph) cudaGraphDestroy(graph);
   {
     enum cudaStreamCaptureStatus cs;
@@ -739,7 +734,7 @@ static int cuda_forward(ss_backend_ctx *c, const ss_forward_item *items, int32_t
       return ss_fail(SS_ERR_LIMIT, "cuda backend: %lld+ tokens exceed max_batch_tokens %d",
                      (long long)T + it->n_tokens, c->max_tokens);
     int64_t end = it->start_index + it->n_tokens;
-    int64_t need = end < it->geom.capacity ? end : it->geom.capacity;
+    int64_t need = ss_geom_n_cached(end, it->geom.capacity);
     if (!kv || kv->n_slots < need)
       return ss_fail(SS_ERR_BACKEND, "cuda backend: item %d: KV storage holds %d slots, the step needs %lld", i,
                      kv ? kv->n_slots : 0, (long long)need);
@@ -842,11 +837,28 @@ static const ss_backend_ops cuda_ops = {
     .kv_reserve = cuda_kv_reserve,
     .kv_destroy = cuda_kv_destroy,
     .kv_bytes = cuda_kv_bytes,
+    .kv_bytes_per_token = cuda_kv_bytes_per_token,
     .forward = cuda_forward,
 };
 
 /* NULL when no device can run it (no driver, no GPU): ss_backend_available(SS_BACKEND_CUDA) = 0. */
 const ss_backend_ops *ss_backend_cuda(void) { return ss_cuda_device_count() > 0 ? &cuda_ops : NULL; }
+
+/* The CUDA context of an engine (NULL when it runs another backend). */
+static const ss_backend_ctx *cuda_ctx_of(const ss_engine *e) {
+  ss_backend_ctx *c = NULL;
+  return ss_engine_backend(e, &c) == &cuda_ops ? c : NULL;
+}
+
+const char *ss_cuda_gemm_path(const ss_engine *e) {
+  const ss_backend_ctx *c = cuda_ctx_of(e);
+  return c ? c->gemm_path : "";
+}
+
+const char *ss_cuda_graph_note(const ss_engine *e) {
+  const ss_backend_ctx *c = cuda_ctx_of(e);
+  return c ? c->graph_note : "";
+}
 
 /* ---- device sampling entry point (tests, benchmarks) ---------------------------------------- */
 

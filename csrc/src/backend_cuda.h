@@ -8,23 +8,26 @@
 
 #include <stdint.h>
 
+#include "../include/sinkstream.h"
 #include "ss_kernels.h"
 
 /* Number of usable CUDA devices (0 when there is no driver or no device). */
 int ss_cuda_device_count(void);
 
-/* Matmul path chosen by the most recent CUDA backend init, e.g. "cublas (libcublas.so.12) + own gemv
- * for <= 8 rows" or "own kernels (wmma + gemv)". "" before any init. */
-const char *ss_cuda_gemm_path(void);
+/* Matmul path the CUDA engine `e` chose at its creation, e.g. "cublas (libcublas.so.12) for > 8 rows, own
+ * gemv for <= 8 rows" or "own kernels (wmma ...)"; "" when e does not run the CUDA backend. Read it under
+ * the engine's rule (not while another thread runs a call on e). */
+const char *ss_cuda_gemm_path(const ss_engine *e);
 
 /* Why no device is usable when ss_cuda_device_count() == 0 (e.g. "cudaGetDeviceCount: CUDA driver
  * version is insufficient for CUDA runtime version (driver supports CUDA 12.8, runtime is 13.0)");
  * "" when devices were found. */
 const char *ss_cuda_device_error(void);
 
-/* "" while CUDA graphs work; otherwise why the most recent context that turned them off did so
- * (capture failed: its decode steps run eagerly, correct but slower). */
-const char *ss_cuda_graph_note(void);
+/* "" while CUDA graphs work in engine `e` (or e does not run the CUDA backend); otherwise why e turned
+ * them off (capture failed: its decode steps run eagerly, correct but slower). Written during e's steps:
+ * read it between calls on e, under the engine's serialisation rule. */
+const char *ss_cuda_graph_note(const ss_engine *e);
 
 /* Device sampling of `rows` rows of host logits [rows, vocab] on `device` (kernels/sampling.cu):
  * uploads, samples, downloads the tokens. SS_ERR_BACKEND with a message on a CUDA error. */

@@ -81,9 +81,4 @@ static inline int ss_cuda_graph_key_eq(ss_cuda_graph_key a, ss_cuda_graph_key b)
          a.split_len == b.split_len;
 }
 
-/* Cache slot of stream index i (backend.h): i < S ? i : S + (i - S) mod R, R = C - S > 0. */
-static inline int64_t ss_cuda_slot(int64_t i, int32_t S, int32_t C) {
-  return i < S ? i : S + (i - S) % (int64_t)(C - S);
-}
-
 #endif /* SS_CUDA_PLAN_H */

@@ -2,14 +2,23 @@
  * engine.c — engines, sequences and the batched step of the public C ABI.
  *
  * The engine owns the sequence table (ids come from a LIFO free list, so a
- * freed id is the next one handed out), validates every step before touching
- * anything, grows each sequence's KV storage on demand (doubling, up to its
- * capacity), calls the backend's forward pass and samples on the host.
- * Cache geometry: see backend.h. ss_seq_stats.n_sinks reports the configured
- * S of a streaming sequence (0 for window / dense).
+ * freed id is the next one handed out), validates sequence parameters (the
+ * one validator: front ends ask it through ss_seq_check_params) and every
+ * step item before touching anything, grows each sequence's KV storage on
+ * demand (doubling, up to its capacity), calls the backend's forward pass
+ * over the healthy items and samples on the host. Cache geometry:
+ * cache_geometry.h. ss_seq_stats.n_sinks reports the configured S of a
+ * streaming sequence (0 for window / dense).
+ *
+ * Errors: every failure goes to the thread-local ss_last_error() (error.c);
+ * calls on a non-const engine also copy it into the engine's slot
+ * (ss_engine_last_error), and a step records one status and message per
+ * item in a per-engine arena that lives until the next step.
  */
 #include <math.h>
+#include <stdarg.h>
 #include <stddef.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -18,7 +27,9 @@
 #include "sampler.h"
 
 /* ---- limits ------------------------------------------------------------------ */
+#define MIN_CAPACITY 2
 #define MAX_CAPACITY (1 << 24)
+#define MAX_TOP_K INT32_MAX
 #define MAX_SEQUENCES (1 << 20)
 #define MAX_BATCH_TOKENS (1 << 16)
 #define MAX_THREADS 1024
@@ -35,7 +46,11 @@ typedef struct ss_seq {
   ss_sampling sampling;
   ss_rng rng;
   uint64_t stamp; /* last step that listed this sequence (duplicate check) */
+  char *broken;   /* why a backend failure left the cache undefined (owned, or broken_oom); NULL = healthy */
 } ss_seq;
+
+/* the cause of a broken sequence when even its message could not be stored */
+static char broken_oom[] = "a backend failure (its message was lost: out of memory)";
 
 struct ss_engine {
   const ss_model *model;
@@ -49,10 +64,20 @@ struct ss_engine {
   int32_t n_free;
   uint64_t n_steps;
 
-  ss_forward_item *items; /* [max_batch_tokens] (an item has >= 1 token) */
+  ss_forward_item *items; /* [max_batch_tokens] healthy items of a step (an item has >= 1 token) */
+  int32_t *fed;           /* [max_batch_tokens] step item index of each forward item */
   float *logits;          /* [logits_rows, vocab], grown on demand */
   int32_t logits_rows;
   ss_candidate *cand; /* [vocab] sampler scratch */
+
+  char last_error[SS_ERROR_MAX]; /* ss_engine_last_error */
+
+  /* the last step's item failures */
+  int32_t n_step_items;  /* items of the last step that got this far (0: it failed as a whole early) */
+  int32_t *item_status;  /* [max_batch_tokens] */
+  int64_t *item_msg;     /* [max_batch_tokens] offset of the item's message in msgs, -1 = none */
+  char *msgs;            /* NUL-terminated messages, back to back */
+  size_t msgs_len, msgs_cap;
 };
 
 /* ---- backends ----------------------------------------------------------------- */
@@ -95,7 +120,7 @@ static int check_model(const ss_model *m) {
   return SS_OK;
 }
 
-int ss_engine_create(const ss_model *model, const ss_engine_params *params, ss_engine **out) {
+static int engine_create(const ss_model *model, const ss_engine_params *params, ss_engine **out) {
   if (!out) return ss_fail(SS_ERR_INVALID_ARGUMENT, "ss_engine_create: out is NULL");
   *out = NULL;
   if (!model) return ss_fail(SS_ERR_INVALID_ARGUMENT, "ss_engine_create: model is NULL");
@@ -125,11 +150,15 @@ int ss_engine_create(const ss_model *model, const ss_engine_params *params, ss_e
   e->info = model->info;
   e->params = p;
   e->ops = ops;
+  size_t n_items = (size_t)p.max_batch_tokens;
   e->seqs = calloc((size_t)p.max_sequences, sizeof *e->seqs);
   e->free_ids = malloc((size_t)p.max_sequences * sizeof *e->free_ids);
-  e->items = malloc((size_t)p.max_batch_tokens * sizeof *e->items);
+  e->items = malloc(n_items * sizeof *e->items);
+  e->fed = malloc(n_items * sizeof *e->fed);
+  e->item_status = malloc(n_items * sizeof *e->item_status);
+  e->item_msg = malloc(n_items * sizeof *e->item_msg);
   e->cand = malloc((size_t)e->info.vocab_size * sizeof *e->cand);
-  if (!e->seqs || !e->free_ids || !e->items || !e->cand) {
+  if (!e->seqs || !e->free_ids || !e->items || !e->fed || !e->item_status || !e->item_msg || !e->cand) {
     ss_engine_free(e);
     return ss_fail(SS_ERR_OUT_OF_MEMORY, "ss_engine_create: out of memory for %d sequences", p.max_sequences);
   }
@@ -146,9 +175,15 @@ int ss_engine_create(const ss_model *model, const ss_engine_params *params, ss_e
   return SS_OK;
 }
 
+int ss_engine_create(const ss_model *model, const ss_engine_params *params, ss_engine **out, char *err,
+                     size_t err_size) {
+  return ss_report_error(engine_create(model, params, out), err, err_size);
+}
+
 static void seq_destroy(ss_engine *e, ss_seq *s) {
   if (!s) return;
   if (s->kv) e->ops->kv_destroy(e->bctx, s->kv);
+  if (s->broken != broken_oom) free(s->broken);
   free(s);
 }
 
@@ -161,12 +196,31 @@ void ss_engine_free(ss_engine *e) {
   free(e->seqs);
   free(e->free_ids);
   free(e->items);
+  free(e->fed);
+  free(e->item_status);
+  free(e->item_msg);
+  free(e->msgs);
   free(e->logits);
   free(e->cand);
   free(e);
 }
 
-/* ---- sequences ------------------------------------------------------------------ */
+/* Keep the message of a failed call in the engine's slot too; returns rc. */
+static int engine_status(ss_engine *e, int rc) {
+  if (rc != SS_OK && e) snprintf(e->last_error, sizeof e->last_error, "%s", ss_last_error());
+  return rc;
+}
+
+const char *ss_engine_last_error(const ss_engine *e) { return e ? e->last_error : ""; }
+
+int64_t ss_engine_kv_bytes_per_token(const ss_engine *e) { return e ? e->ops->kv_bytes_per_token(e->bctx) : 0; }
+
+const ss_backend_ops *ss_engine_backend(const ss_engine *e, ss_backend_ctx **ctx) {
+  *ctx = e ? e->bctx : NULL;
+  return e ? e->ops : NULL;
+}
+
+/* ---- sequence parameters ------------------------------------------------------------ */
 
 ss_seq_params ss_seq_default_params(void) {
   ss_seq_params p;
@@ -181,14 +235,70 @@ ss_seq_params ss_seq_default_params(void) {
   return p;
 }
 
-static int check_sampling(const char *fn, const ss_seq_params *p) {
-  if (!(p->temperature >= 0.0f) || isinf(p->temperature))
-    return ss_fail(SS_ERR_INVALID_ARGUMENT, "%s: temperature %g must be finite and >= 0", fn, (double)p->temperature);
-  if (p->top_k < 0) return ss_fail(SS_ERR_INVALID_ARGUMENT, "%s: top_k %d < 0", fn, p->top_k);
-  if (!(p->top_p > 0.0f && p->top_p <= 1.0f))
-    return ss_fail(SS_ERR_INVALID_ARGUMENT, "%s: top_p %g outside (0, 1]", fn, (double)p->top_p);
+int ss_engine_get_limits(const ss_engine *e, ss_seq_limits *out) {
+  if (!e || !out) return ss_fail(SS_ERR_INVALID_ARGUMENT, "ss_engine_get_limits: engine or out is NULL");
+  memset(out, 0, sizeof *out);
+  out->min_capacity = MIN_CAPACITY;
+  out->max_capacity = MAX_CAPACITY;
+  out->default_capacity = e->info.max_seq_len;
+  out->max_top_k = MAX_TOP_K;
   return SS_OK;
 }
+
+/* A failed parameter check: the message (prefixed by the calling function) and the field's name. */
+static int bad_param(const char **field, const char *name, const char *fn, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+static int bad_param(const char **field, const char *name, const char *fn, const char *fmt, ...) {
+  char msg[SS_ERROR_MAX];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(msg, sizeof msg, fmt, ap);
+  va_end(ap);
+  if (field) *field = name;
+  return ss_fail(SS_ERR_INVALID_ARGUMENT, "%s: %s", fn, msg);
+}
+
+static int check_sampling(const char *fn, const ss_seq_params *p, const char **field) {
+  if (!(p->temperature >= 0.0f) || isinf(p->temperature))
+    return bad_param(field, "temperature", fn, "temperature %g must be finite and >= 0", (double)p->temperature);
+  if (p->top_k < 0 || p->top_k > MAX_TOP_K)
+    return bad_param(field, "top_k", fn, "top_k %d outside [0, %d]", p->top_k, MAX_TOP_K);
+  if (!(p->top_p > 0.0f && p->top_p <= 1.0f))
+    return bad_param(field, "top_p", fn, "top_p %g outside (0, 1]", (double)p->top_p);
+  return SS_OK;
+}
+
+/* The rules of a new sequence (ss_seq_create and ss_seq_check_params); the geometry it gets in *geom. */
+static int check_seq_params(const ss_engine *e, const char *fn, const ss_seq_params *p, ss_cache_geometry *geom,
+                            const char **field) {
+  if (field) *field = NULL;
+  if (p->policy != SS_POLICY_STREAMING && p->policy != SS_POLICY_WINDOW && p->policy != SS_POLICY_DENSE)
+    return bad_param(field, "policy", fn, "unknown policy %d", p->policy);
+  int32_t cap = p->capacity == 0 ? e->info.max_seq_len : p->capacity;
+  if (cap < MIN_CAPACITY || cap > MAX_CAPACITY)
+    return bad_param(field, "capacity", fn, "capacity %d outside [%d, %d]%s", cap, MIN_CAPACITY, MAX_CAPACITY,
+                     p->capacity == 0 ? " (capacity 0 = the model's max_seq_len)" : "");
+  int32_t sinks = 0;
+  if (p->policy == SS_POLICY_STREAMING) {
+    if (p->n_sinks < 0 || p->n_sinks >= cap)
+      return bad_param(field, "n_sinks", fn, "n_sinks %d outside [0, capacity %d)", p->n_sinks, cap);
+    sinks = p->n_sinks;
+  }
+  int rc = check_sampling(fn, p, field);
+  if (rc) return rc;
+  geom->n_sinks = sinks;
+  geom->capacity = cap;
+  return SS_OK;
+}
+
+int ss_seq_check_params(const ss_engine *e, const ss_seq_params *params, const char **out_field) {
+  if (out_field) *out_field = NULL;
+  if (!e || !params) return ss_fail(SS_ERR_INVALID_ARGUMENT, "ss_seq_check_params: engine or params is NULL");
+  ss_cache_geometry geom;
+  return check_seq_params(e, "ss_seq_check_params", params, &geom, out_field);
+}
+
+/* ---- sequences ------------------------------------------------------------------ */
 
 static void set_sampling(ss_seq *s, const ss_seq_params *p) {
   s->sampling.temperature = p->temperature;
@@ -202,24 +312,12 @@ static ss_seq *find_seq(const ss_engine *e, int32_t id) {
   return e->seqs[id];
 }
 
-int ss_seq_create(ss_engine *e, const ss_seq_params *params, int32_t *out_id) {
-  if (!e || !out_id) return ss_fail(SS_ERR_INVALID_ARGUMENT, "ss_seq_create: engine or out_id is NULL");
+static int seq_create(ss_engine *e, const ss_seq_params *params, int32_t *out_id) {
+  if (!out_id) return ss_fail(SS_ERR_INVALID_ARGUMENT, "ss_seq_create: out_id is NULL");
   *out_id = -1;
   ss_seq_params p = params ? *params : ss_seq_default_params();
-  if (p.policy != SS_POLICY_STREAMING && p.policy != SS_POLICY_WINDOW && p.policy != SS_POLICY_DENSE)
-    return ss_fail(SS_ERR_INVALID_ARGUMENT, "ss_seq_create: unknown policy %d", p.policy);
-  int32_t cap = p.capacity;
-  if (cap == 0) cap = e->info.max_seq_len;
-  if (cap < 2 || cap > MAX_CAPACITY)
-    return ss_fail(SS_ERR_INVALID_ARGUMENT, "ss_seq_create: capacity %d outside [2, %d]%s", cap, MAX_CAPACITY,
-                   p.capacity == 0 ? " (capacity 0 = the model's max_seq_len)" : "");
-  int32_t sinks = 0;
-  if (p.policy == SS_POLICY_STREAMING) {
-    if (p.n_sinks < 0 || p.n_sinks >= cap)
-      return ss_fail(SS_ERR_INVALID_ARGUMENT, "ss_seq_create: n_sinks %d outside [0, capacity %d)", p.n_sinks, cap);
-    sinks = p.n_sinks;
-  }
-  int rc = check_sampling("ss_seq_create", &p);
+  ss_cache_geometry geom;
+  int rc = check_seq_params(e, "ss_seq_create", &p, &geom, NULL);
   if (rc) return rc;
   if (e->n_free == 0)
     return ss_fail(SS_ERR_LIMIT, "ss_seq_create: max_sequences %d sequences are alive", e->params.max_sequences);
@@ -227,8 +325,7 @@ int ss_seq_create(ss_engine *e, const ss_seq_params *params, int32_t *out_id) {
   ss_seq *s = calloc(1, sizeof *s);
   if (!s) return ss_fail(SS_ERR_OUT_OF_MEMORY, "ss_seq_create: out of memory");
   s->policy = p.policy;
-  s->geom.n_sinks = sinks;
-  s->geom.capacity = cap;
+  s->geom = geom;
   set_sampling(s, &p);
   rc = e->ops->kv_create(e->bctx, s->geom, &s->kv);
   if (rc) {
@@ -241,8 +338,12 @@ int ss_seq_create(ss_engine *e, const ss_seq_params *params, int32_t *out_id) {
   return SS_OK;
 }
 
-int ss_seq_free(ss_engine *e, int32_t seq_id) {
-  if (!e) return ss_fail(SS_ERR_INVALID_ARGUMENT, "ss_seq_free: engine is NULL");
+int ss_seq_create(ss_engine *e, const ss_seq_params *params, int32_t *out_id) {
+  if (!e) return ss_fail(SS_ERR_INVALID_ARGUMENT, "ss_seq_create: engine is NULL");
+  return engine_status(e, seq_create(e, params, out_id));
+}
+
+static int seq_free(ss_engine *e, int32_t seq_id) {
   ss_seq *s = find_seq(e, seq_id);
   if (!s) return ss_fail(SS_ERR_NOT_FOUND, "ss_seq_free: unknown sequence %d", seq_id);
   seq_destroy(e, s);
@@ -251,19 +352,27 @@ int ss_seq_free(ss_engine *e, int32_t seq_id) {
   return SS_OK;
 }
 
-int ss_seq_set_sampling(ss_engine *e, int32_t seq_id, const ss_seq_params *params) {
-  if (!e || !params) return ss_fail(SS_ERR_INVALID_ARGUMENT, "ss_seq_set_sampling: engine or params is NULL");
+int ss_seq_free(ss_engine *e, int32_t seq_id) {
+  if (!e) return ss_fail(SS_ERR_INVALID_ARGUMENT, "ss_seq_free: engine is NULL");
+  return engine_status(e, seq_free(e, seq_id));
+}
+
+static int seq_set_sampling(ss_engine *e, int32_t seq_id, const ss_seq_params *params) {
+  if (!params) return ss_fail(SS_ERR_INVALID_ARGUMENT, "ss_seq_set_sampling: params is NULL");
   ss_seq *s = find_seq(e, seq_id);
   if (!s) return ss_fail(SS_ERR_NOT_FOUND, "ss_seq_set_sampling: unknown sequence %d", seq_id);
-  int rc = check_sampling("ss_seq_set_sampling", params);
+  int rc = check_sampling("ss_seq_set_sampling", params, NULL);
   if (rc) return rc;
   set_sampling(s, params);
   return SS_OK;
 }
 
-static int32_t seq_cached(const ss_seq *s) {
-  return s->n_seen < s->geom.capacity ? (int32_t)s->n_seen : s->geom.capacity;
+int ss_seq_set_sampling(ss_engine *e, int32_t seq_id, const ss_seq_params *params) {
+  if (!e) return ss_fail(SS_ERR_INVALID_ARGUMENT, "ss_seq_set_sampling: engine is NULL");
+  return engine_status(e, seq_set_sampling(e, seq_id, params));
 }
+
+static int32_t seq_cached(const ss_seq *s) { return ss_geom_n_cached(s->n_seen, s->geom.capacity); }
 
 int ss_seq_get_stats(const ss_engine *e, int32_t seq_id, ss_seq_stats *out) {
   if (!e || !out) return ss_fail(SS_ERR_INVALID_ARGUMENT, "ss_seq_get_stats: engine or out is NULL");
@@ -290,8 +399,8 @@ int ss_seq_get_cache_indices(const ss_engine *e, int32_t seq_id, int64_t *out, i
   if (out_n) *out_n = n;
   if (n == 0) return SS_OK;
   /* what the last token (t = n_seen - 1) sees: sinks, then the recent window */
-  int64_t t = s->n_seen - 1, S = s->geom.n_sinks, R = s->geom.capacity - S;
-  int64_t n_sink = S < t + 1 ? S : t + 1, lo = t - R + 1 > S ? t - R + 1 : S;
+  int64_t t = s->n_seen - 1;
+  int64_t n_sink = ss_geom_n_sinks_visible(t, s->geom.n_sinks), lo = ss_geom_recent_lo(t, s->geom.n_sinks, s->geom.capacity);
   int32_t k = 0;
   for (int64_t i = 0; i < n_sink && k < cap; i++) out[k++] = i;
   for (int64_t i = lo; i <= t && k < cap; i++) out[k++] = i;
@@ -302,59 +411,91 @@ int ss_seq_get_cache_indices(const ss_engine *e, int32_t seq_id, int64_t *out, i
 
 static int32_t item_flags(const int32_t *flags, int32_t i) { return flags ? flags[i] : SS_STEP_SAMPLE; }
 
-/* Everything is checked before anything changes. */
-static int validate_step(ss_engine *e, int32_t n_items, const int32_t *seq_ids, const int32_t *n_tokens,
-                         const int32_t *tokens, const int32_t *flags, const int32_t *targets) {
+/* Record item i's failure: its status and its message in the step's arena. */
+static int item_fail(ss_engine *e, int32_t i, int status, const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+static int item_fail(ss_engine *e, int32_t i, int status, const char *fmt, ...) {
+  e->item_status[i] = status;
+  e->item_msg[i] = -1;
+  char msg[SS_ERROR_MAX];
+  va_list ap;
+  va_start(ap, fmt);
+  int n = vsnprintf(msg, sizeof msg, fmt, ap);
+  va_end(ap);
+  size_t len = n < 0 ? 0 : (size_t)n < sizeof msg ? (size_t)n : sizeof msg - 1;
+  if (e->msgs_len + len + 1 > e->msgs_cap) {
+    size_t cap = e->msgs_cap ? 2 * e->msgs_cap : 4096;
+    while (cap < e->msgs_len + len + 1) cap *= 2;
+    char *nm = realloc(e->msgs, cap);
+    if (!nm) return status; /* the status stands; ss_engine_item_error says the message was lost */
+    e->msgs = nm;
+    e->msgs_cap = cap;
+  }
+  memcpy(e->msgs + e->msgs_len, msg, len);
+  e->msgs[e->msgs_len + len] = '\0';
+  e->item_msg[i] = (int64_t)e->msgs_len;
+  e->msgs_len += len + 1;
+  return status;
+}
+
+const char *ss_engine_item_error(const ss_engine *e, int32_t item) {
+  if (!e || item < 0 || item >= e->n_step_items || e->item_status[item] == SS_OK) return "";
+  return e->item_msg[item] >= 0 ? e->msgs + e->item_msg[item] : "(message lost: out of memory)";
+}
+
+/* Whole-step checks: the arrays and the token layout; nothing is recorded per item. */
+static int check_step(const ss_engine *e, int32_t n_items, const int32_t *seq_ids, const int32_t *n_tokens,
+                      const int32_t *tokens) {
   if (!seq_ids || !n_tokens || !tokens)
     return ss_fail(SS_ERR_INVALID_ARGUMENT, "ss_engine_step: seq_ids, n_tokens and tokens must not be NULL");
-  uint64_t stamp = ++e->n_steps;
   int64_t total = 0;
   for (int32_t i = 0; i < n_items; i++) {
-    ss_seq *s = find_seq(e, seq_ids[i]);
-    if (!s) return ss_fail(SS_ERR_NOT_FOUND, "ss_engine_step: item %d: unknown sequence %d", i, seq_ids[i]);
-    if (s->stamp == stamp)
-      return ss_fail(SS_ERR_INVALID_ARGUMENT, "ss_engine_step: item %d: sequence %d appears twice in one step", i,
-                     seq_ids[i]);
-    s->stamp = stamp;
     if (n_tokens[i] < 1)
       return ss_fail(SS_ERR_INVALID_ARGUMENT, "ss_engine_step: item %d (sequence %d): n_tokens %d < 1", i,
                      seq_ids[i], n_tokens[i]);
-    if (flags && (flags[i] & ~(SS_STEP_SAMPLE | SS_STEP_LOGITS)))
-      return ss_fail(SS_ERR_INVALID_ARGUMENT, "ss_engine_step: item %d (sequence %d): unknown flags 0x%x", i,
-                     seq_ids[i], (unsigned)flags[i]);
-    if (targets && targets[i] >= e->info.vocab_size)
-      return ss_fail(SS_ERR_INVALID_ARGUMENT, "ss_engine_step: item %d (sequence %d): target %d outside [0, %d)", i,
-                     seq_ids[i], targets[i], e->info.vocab_size);
     total += n_tokens[i];
   }
   if (total > e->params.max_batch_tokens)
     return ss_fail(SS_ERR_LIMIT, "ss_engine_step: %lld tokens exceed max_batch_tokens %d", (long long)total,
                    e->params.max_batch_tokens);
-  int64_t off = 0;
-  for (int32_t i = 0; i < n_items; i++) {
-    for (int32_t j = 0; j < n_tokens[i]; j++) {
-      int32_t tok = tokens[off + j];
-      if (tok < 0 || tok >= e->info.vocab_size)
-        return ss_fail(SS_ERR_INVALID_ARGUMENT,
-                       "ss_engine_step: item %d (sequence %d): token %d at position %d outside [0, %d)", i,
-                       seq_ids[i], tok, j, e->info.vocab_size);
-    }
-    off += n_tokens[i];
-    const ss_seq *s = e->seqs[seq_ids[i]];
-    if (s->policy == SS_POLICY_DENSE && s->n_seen + n_tokens[i] > s->geom.capacity)
-      return ss_fail(SS_ERR_CONTEXT_FULL,
-                     "ss_engine_step: dense sequence %d is full: %lld cached + %d new tokens exceed capacity %d",
-                     seq_ids[i], (long long)s->n_seen, n_tokens[i], s->geom.capacity);
-  }
+  return SS_OK;
+}
+
+/* Item i's own checks (tokens from `tok`); a failure is recorded with item_fail, its message naming only
+ * the item's own sequence. Marks the sequence as listed in this step (stamp), so a second item of it fails. */
+static int check_item(ss_engine *e, int32_t i, uint64_t stamp, const int32_t *seq_ids, const int32_t *n_tokens,
+                       const int32_t *tok, const int32_t *flags, const int32_t *targets) {
+  int32_t id = seq_ids[i], n = n_tokens[i], V = e->info.vocab_size;
+  ss_seq *s = find_seq(e, id);
+  if (!s) return item_fail(e, i, SS_ERR_NOT_FOUND, "ss_engine_step: unknown sequence %d", id);
+  if (s->stamp == stamp)
+    return item_fail(e, i, SS_ERR_INVALID_ARGUMENT, "ss_engine_step: sequence %d appears twice in one step", id);
+  s->stamp = stamp;
+  if (flags && (flags[i] & ~(SS_STEP_SAMPLE | SS_STEP_LOGITS)))
+    return item_fail(e, i, SS_ERR_INVALID_ARGUMENT, "ss_engine_step: sequence %d: unknown flags 0x%x", id,
+                     (unsigned)flags[i]);
+  if (targets && targets[i] >= V)
+    return item_fail(e, i, SS_ERR_INVALID_ARGUMENT, "ss_engine_step: sequence %d: target %d outside [0, %d)", id,
+                     targets[i], V);
+  for (int32_t j = 0; j < n; j++)
+    if (tok[j] < 0 || tok[j] >= V)
+      return item_fail(e, i, SS_ERR_INVALID_ARGUMENT,
+                       "ss_engine_step: sequence %d: token %d at position %d outside [0, %d)", id, tok[j], j, V);
+  if (s->broken)
+    return item_fail(e, i, SS_ERR_BACKEND,
+                     "ss_engine_step: sequence %d is broken: an earlier step failed in the backend (%s); free it", id,
+                     s->broken);
+  if (s->policy == SS_POLICY_DENSE && !ss_geom_dense_fits(s->n_seen, n, s->geom.capacity))
+    return item_fail(e, i, SS_ERR_CONTEXT_FULL,
+                     "ss_engine_step: dense sequence %d is full: %lld cached + %d new tokens exceed capacity %d", id,
+                     (long long)s->n_seen, n, s->geom.capacity);
   return SS_OK;
 }
 
 /* Grow the KV storage of s to hold the slots the next n tokens write
  * (doubling, capped at capacity). Contents are kept, so a failure here
- * leaves every sequence as it was. */
+ * leaves the sequence as it was. */
 static int reserve_for(ss_engine *e, ss_seq *s, int32_t n) {
-  int64_t need = s->n_seen + n;
-  if (need > s->geom.capacity) need = s->geom.capacity;
+  int32_t need = ss_geom_n_cached(s->n_seen + n, s->geom.capacity);
   if (need <= s->n_reserved) return SS_OK;
   int64_t grow = s->n_reserved ? 2 * (int64_t)s->n_reserved : FIRST_RESERVE;
   if (grow < need) grow = need;
@@ -365,32 +506,66 @@ static int reserve_for(ss_engine *e, ss_seq *s, int32_t n) {
   return SS_OK;
 }
 
-int ss_engine_step(ss_engine *e, int32_t n_items, const int32_t *seq_ids, const int32_t *n_tokens,
-                   const int32_t *tokens, const int32_t *flags, const int32_t *targets, int32_t *out_tokens,
-                   float *out_logits, float *out_target_logprobs) {
-  if (!e) return ss_fail(SS_ERR_INVALID_ARGUMENT, "ss_engine_step: engine is NULL");
+/* A backend failure in the forward pass: every sequence it was fed may hold partly written rows. */
+static void mark_broken(ss_engine *e, int32_t n_fed, const int32_t *seq_ids) {
+  for (int32_t k = 0; k < n_fed; k++) {
+    ss_seq *s = e->seqs[seq_ids[e->fed[k]]];
+    if (s->broken) continue;
+    s->broken = strdup(ss_last_error());
+    if (!s->broken) s->broken = broken_oom;
+  }
+}
+
+/* The step as the header describes it; a whole-step failure returns its status (message in ss_last_error). */
+static int engine_step(ss_engine *e, int32_t n_items, const int32_t *seq_ids, const int32_t *n_tokens,
+                       const int32_t *tokens, const int32_t *flags, const int32_t *targets, int32_t *out_tokens,
+                       float *out_logits, float *out_target_logprobs, int32_t *out_status) {
+  e->n_step_items = 0;
+  e->msgs_len = 0;
   if (n_items < 0) return ss_fail(SS_ERR_INVALID_ARGUMENT, "ss_engine_step: n_items %d < 0", n_items);
   if (n_items == 0) return SS_OK;
-  int rc = validate_step(e, n_items, seq_ids, n_tokens, tokens, flags, targets);
+  int rc = check_step(e, n_items, seq_ids, n_tokens, tokens);
   if (rc) return rc;
 
-  int32_t vocab = e->info.vocab_size, n_want = 0;
+  /* per-item checks (n_items <= total tokens <= max_batch_tokens: the item arrays hold them) */
+  e->n_step_items = n_items;
+  uint64_t stamp = ++e->n_steps;
   int64_t off = 0;
+  int32_t first_bad = -1;
   for (int32_t i = 0; i < n_items; i++) {
+    e->item_status[i] = SS_OK;
+    e->item_msg[i] = -1;
+    if (check_item(e, i, stamp, seq_ids, n_tokens, tokens + off, flags, targets) && first_bad < 0) first_bad = i;
+    off += n_tokens[i];
+  }
+  if (first_bad >= 0 && !out_status)
+    return ss_fail(e->item_status[first_bad], "%s", ss_engine_item_error(e, first_bad));
+
+  /* storage of the healthy items, and the forward items (healthy only, in step order) */
+  int32_t vocab = e->info.vocab_size, n_fed = 0, n_want = 0;
+  off = 0;
+  for (int32_t i = 0; i < n_items; i++) {
+    int64_t item_off = off;
+    off += n_tokens[i];
+    if (e->item_status[i] != SS_OK) continue;
     ss_seq *s = e->seqs[seq_ids[i]];
     rc = reserve_for(e, s, n_tokens[i]);
-    if (rc) return rc;
+    if (rc) {
+      if (!out_status) return rc;
+      item_fail(e, i, rc, "%s", ss_last_error());
+      continue;
+    }
     int32_t f = item_flags(flags, i);
     int want = ((f & SS_STEP_SAMPLE) && out_tokens) || ((f & SS_STEP_LOGITS) && out_logits) ||
                (targets && targets[i] >= 0 && out_target_logprobs);
-    e->items[i] = (ss_forward_item){.kv = s->kv,
-                                    .geom = s->geom,
-                                    .start_index = s->n_seen,
-                                    .n_tokens = n_tokens[i],
-                                    .tokens = tokens + off,
-                                    .want_logits = want};
+    e->items[n_fed] = (ss_forward_item){.kv = s->kv,
+                                        .geom = s->geom,
+                                        .start_index = s->n_seen,
+                                        .n_tokens = n_tokens[i],
+                                        .tokens = tokens + item_off,
+                                        .want_logits = want};
+    e->fed[n_fed++] = i;
     n_want += want;
-    off += n_tokens[i];
   }
   if (n_want > e->logits_rows) {
     float *nl = realloc(e->logits, (size_t)n_want * (size_t)vocab * sizeof(float));
@@ -399,19 +574,44 @@ int ss_engine_step(ss_engine *e, int32_t n_items, const int32_t *seq_ids, const 
     e->logits_rows = n_want;
   }
 
-  rc = e->ops->forward(e->bctx, e->items, n_items, e->logits);
-  if (rc) return rc;
+  if (n_fed > 0) {
+    rc = e->ops->forward(e->bctx, e->items, n_fed, e->logits);
+    if (rc) {
+      mark_broken(e, n_fed, seq_ids);
+      return rc;
+    }
+  }
 
-  int32_t k = 0;
+  /* outputs: fed items from their logits row, failed items -1 / NaN */
+  int32_t row_k = 0, k = 0;
   for (int32_t i = 0; i < n_items; i++) {
+    if (out_status) out_status[i] = e->item_status[i];
+    if (k >= n_fed || e->fed[k] != i) {
+      if (out_tokens) out_tokens[i] = -1;
+      if (out_target_logprobs) out_target_logprobs[i] = NAN;
+      continue;
+    }
     ss_seq *s = e->seqs[seq_ids[i]];
     s->n_seen += n_tokens[i];
     int32_t f = item_flags(flags, i);
-    const float *row = e->items[i].want_logits ? e->logits + (size_t)k++ * vocab : NULL;
+    const float *row = e->items[k].want_logits ? e->logits + (size_t)row_k++ * vocab : NULL;
+    k++;
     if (out_tokens) out_tokens[i] = (row && (f & SS_STEP_SAMPLE)) ? ss_sample(&s->sampling, &s->rng, row, vocab, e->cand) : -1;
     if (out_logits && row && (f & SS_STEP_LOGITS)) memcpy(out_logits + (size_t)i * vocab, row, (size_t)vocab * sizeof(float));
     if (out_target_logprobs)
       out_target_logprobs[i] = (row && targets && targets[i] >= 0) ? (float)ss_log_softmax_at(row, vocab, targets[i]) : NAN;
   }
   return SS_OK;
+}
+
+int ss_engine_step(ss_engine *e, int32_t n_items, const int32_t *seq_ids, const int32_t *n_tokens,
+                   const int32_t *tokens, const int32_t *flags, const int32_t *targets, int32_t *out_tokens,
+                   float *out_logits, float *out_target_logprobs, int32_t *out_status) {
+  if (!e) return ss_fail(SS_ERR_INVALID_ARGUMENT, "ss_engine_step: engine is NULL");
+  int rc = engine_step(e, n_items, seq_ids, n_tokens, tokens, flags, targets, out_tokens, out_logits,
+                       out_target_logprobs, out_status);
+  /* a whole-step failure: every item that had not failed on its own shares its status */
+  if (rc != SS_OK && out_status)
+    for (int32_t i = 0; i < n_items; i++) out_status[i] = i < e->n_step_items && e->item_status[i] ? e->item_status[i] : rc;
+  return engine_status(e, rc);
 }

@@ -1,25 +1,17 @@
-/* error.c — thread-local last-error message, plus a process-wide copy of the
- * most recent one (for bindings that call on worker threads). */
+/* error.c — the thread-local last-error message, status names, the ABI version. */
 #include "error.h"
 
-#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 
-static _Thread_local char last_error[1024];
-static char global_error[1024];
-static pthread_mutex_t global_error_mu = PTHREAD_MUTEX_INITIALIZER;
-static _Thread_local char global_copy[1024];
+static _Thread_local char last_error[SS_ERROR_MAX];
 
 int ss_fail(int status, const char *fmt, ...) {
   va_list ap;
   va_start(ap, fmt);
   vsnprintf(last_error, sizeof last_error, fmt, ap);
   va_end(ap);
-  pthread_mutex_lock(&global_error_mu);
-  memcpy(global_error, last_error, sizeof global_error);
-  pthread_mutex_unlock(&global_error_mu);
   return status;
 }
 
@@ -27,11 +19,9 @@ void ss_clear_error(void) { last_error[0] = '\0'; }
 
 const char *ss_last_error(void) { return last_error; }
 
-const char *ss_last_error_global(void) {
-  pthread_mutex_lock(&global_error_mu);
-  memcpy(global_copy, global_error, sizeof global_copy);
-  pthread_mutex_unlock(&global_error_mu);
-  return global_copy;
+int ss_report_error(int status, char *err, size_t err_size) {
+  if (status != SS_OK && err && err_size > 0) snprintf(err, err_size, "%s", last_error);
+  return status;
 }
 
 int ss_abi_version(void) { return SS_ABI_VERSION; }

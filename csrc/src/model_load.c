@@ -20,7 +20,7 @@ ss_model_params ss_model_default_params(void) {
   return p;
 }
 
-int ss_model_load(const char *path, const ss_model_params *params, ss_model **out) {
+static int model_load(const char *path, const ss_model_params *params, ss_model **out) {
   if (!out) return ss_fail(SS_ERR_INVALID_ARGUMENT, "ss_model_load: out is NULL");
   *out = NULL;
   if (!path || !*path) return ss_fail(SS_ERR_INVALID_ARGUMENT, "ss_model_load: path is NULL or empty");
@@ -34,6 +34,10 @@ int ss_model_load(const char *path, const ss_model_params *params, ss_model **ou
   if (S_ISDIR(st.st_mode)) return ss_load_hf(path, params, out);
   if (S_ISREG(st.st_mode)) return ss_load_llama2c(path, params, out);
   return ss_fail(SS_ERR_IO, "%s: neither a model folder nor a regular file", path);
+}
+
+int ss_model_load(const char *path, const ss_model_params *params, ss_model **out, char *err, size_t err_size) {
+  return ss_report_error(model_load(path, params, out), err, err_size);
 }
 
 void ss_model_free(ss_model *model) {

@@ -140,7 +140,7 @@ static void check_load(const char *path, int use_mmap) {
   ss_model_params p = ss_model_default_params();
   p.use_mmap = use_mmap;
   ss_model *m = NULL;
-  int rc = ss_model_load(path, &p, &m);
+  int rc = ss_model_load(path, &p, &m, NULL, 0);
   if (rc != SS_OK) {
     if ((rc != SS_ERR_FORMAT && rc != SS_ERR_IO) || !ss_last_error()[0] || m) abort();
     return;

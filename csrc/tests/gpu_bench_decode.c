@@ -130,9 +130,9 @@ int main(void) {
   ep.max_sequences = max_b;
   ep.max_batch_tokens = 4096;
   ss_engine *e = NULL;
-  if (ss_engine_create(m, &ep, &e)) DIE("engine: %s", ss_last_error());
+  if (ss_engine_create(m, &ep, &e, NULL, 0)) DIE("engine: %s", ss_last_error());
   printf("BENCH info model=%s setup_s=%.1f gemm=\"%s\"\n", tiny ? "tiny-llama-fp16-random" : "llama2-7b-shape-fp16-random",
-         now_s() - t0, ss_cuda_gemm_path());
+         now_s() - t0, ss_cuda_gemm_path(e));
   fflush(stdout);
 
   int32_t *ids = malloc(sizeof(int32_t) * (size_t)max_b);
@@ -160,7 +160,7 @@ int main(void) {
         it_n[k] = n;
         for (int j = 0; j < n; j++) toks[k * n + j] = (int32_t)(3 + gm_next(&rs) % (uint64_t)(info.vocab_size - 3));
       }
-      if (ss_engine_step(e, nb, it_ids, it_n, toks, flags, NULL, NULL, NULL, NULL))
+      if (ss_engine_step(e, nb, it_ids, it_n, toks, flags, NULL, NULL, NULL, NULL, NULL))
         DIE("prefill: %s", ss_last_error());
       pre_tokens += (long long)n * nb;
     }
@@ -182,7 +182,7 @@ int main(void) {
     int B = batches[bi];
     for (int s = 0; s < 3 + steps; s++) {
       if (s == 3) t0 = now_s();
-      if (ss_engine_step(e, B, ids, nt, in, fl, NULL, out, NULL, NULL)) DIE("decode B=%d: %s", B, ss_last_error());
+      if (ss_engine_step(e, B, ids, nt, in, fl, NULL, out, NULL, NULL, NULL)) DIE("decode B=%d: %s", B, ss_last_error());
       memcpy(in, out, sizeof(int32_t) * (size_t)B);
     }
     double dt = now_s() - t0;
@@ -191,8 +191,8 @@ int main(void) {
     ss_seq_get_stats(e, ids[0], &st);
     printf("BENCH ours batch=%d tok_s=%.2f step_ms=%.3f stream_pos=%lld n_evicted=%lld graphs=%s\n", B,
            B * steps / dt, 1000.0 * dt / steps, (long long)st.n_seen, (long long)st.n_evicted,
-           ss_cuda_graph_note()[0] ? "off" : "on");
-    if (ss_cuda_graph_note()[0]) printf("BENCH note %s\n", ss_cuda_graph_note());
+           ss_cuda_graph_note(e)[0] ? "off" : "on");
+    if (ss_cuda_graph_note(e)[0]) printf("BENCH note %s\n", ss_cuda_graph_note(e));
     fflush(stdout);
   }
 

@@ -150,8 +150,8 @@ static void run_scenario(ss_engine *cpu, ss_engine *gpu, int B, int vocab, doubl
         toks[off + j] = (fed + j == 0) ? 1 : (int32_t)(2 + gm_next(&rs) % (uint64_t)(vocab - 2));
       off += chunks[ci];
     }
-    int rc1 = ss_engine_step(cpu, B, ids_c, ntok, toks, flags, NULL, out_c, lc, NULL);
-    int rc2 = ss_engine_step(gpu, B, ids_g, ntok, toks, flags, NULL, out_g, lg, NULL);
+    int rc1 = ss_engine_step(cpu, B, ids_c, ntok, toks, flags, NULL, out_c, lc, NULL, NULL);
+    int rc2 = ss_engine_step(gpu, B, ids_g, ntok, toks, flags, NULL, out_g, lg, NULL, NULL);
     CHECK(rc1 == 0, "%s: cpu prefill step: %s", tag, ss_last_error());
     CHECK(rc2 == 0, "%s: cuda prefill step: %s", tag, ss_last_error());
     if (rc1 || rc2) goto out;
@@ -170,8 +170,8 @@ static void run_scenario(ss_engine *cpu, ss_engine *gpu, int B, int vocab, doubl
       toks[b] = next[b];
       flags[b] = SS_STEP_LOGITS | SS_STEP_SAMPLE;
     }
-    int rc1 = ss_engine_step(cpu, B, ids_c, ntok, toks, flags, NULL, out_c, lc, NULL);
-    int rc2 = ss_engine_step(gpu, B, ids_g, ntok, toks, flags, NULL, out_g, lg, NULL);
+    int rc1 = ss_engine_step(cpu, B, ids_c, ntok, toks, flags, NULL, out_c, lc, NULL, NULL);
+    int rc2 = ss_engine_step(gpu, B, ids_g, ntok, toks, flags, NULL, out_g, lg, NULL, NULL);
     CHECK(rc1 == 0, "%s: cpu decode step %d: %s", tag, s, ss_last_error());
     CHECK(rc2 == 0, "%s: cuda decode step %d: %s", tag, s, ss_last_error());
     if (rc1 || rc2) goto out;
@@ -285,10 +285,10 @@ static void run_pass(const ss_model *m, ss_engine *cpu, const char *name, const 
   setenv("SS_CUDA_GEMM", gemm, 1);
   ss_engine_params gp = test_engine_params(SS_BACKEND_CUDA);
   ss_engine *gpu = NULL;
-  int rc = ss_engine_create(m, &gp, &gpu);
+  int rc = ss_engine_create(m, &gp, &gpu, NULL, 0);
   CHECK(rc == 0, "cuda engine (%s): %s", name, ss_last_error());
   if (rc) return;
-  printf("pass %s: matmuls: %s\n", name, ss_cuda_gemm_path());
+  printf("pass %s: matmuls: %s\n", name, ss_cuda_gemm_path(gpu));
   fflush(stdout);
   int batches[2] = {1, 8};
   for (int bi = 0; bi < 2; bi++) {
@@ -306,7 +306,7 @@ static void run_pass(const ss_model *m, ss_engine *cpu, const char *name, const 
            tol, ps.logit_fail, ps.token_mismatch, ps.near_ties);
     fflush(stdout);
   }
-  if (ss_cuda_graph_note()[0]) printf("  note: %s\n", ss_cuda_graph_note());
+  if (ss_cuda_graph_note(gpu)[0]) printf("  note: %s\n", ss_cuda_graph_note(gpu));
   ss_engine_free(gpu);
   unsetenv("SS_CUDA_DTYPE");
   unsetenv("SS_CUDA_GEMM");
@@ -335,7 +335,7 @@ static void run_shape_passes(void) {
     if (rc) continue;
     ss_engine_params cp = test_engine_params(SS_BACKEND_CPU);
     ss_engine *cpu = NULL;
-    rc = ss_engine_create(m, &cp, &cpu);
+    rc = ss_engine_create(m, &cp, &cpu, NULL, 0);
     CHECK(rc == 0, "cpu engine: %s", ss_last_error());
     if (!rc) run_pass(m, cpu, shapes[i].name, "fp16", "auto", 2e-2);
     ss_engine_free(cpu);
@@ -355,7 +355,7 @@ int main(void) {
     ss_engine_params ep = ss_engine_default_params();
     ep.backend = SS_BACKEND_CUDA;
     ss_engine *e = NULL;
-    int rc = ss_engine_create(m, &ep, &e);
+    int rc = ss_engine_create(m, &ep, &e, NULL, 0);
     CHECK(rc == SS_ERR_UNSUPPORTED && e == NULL, "cuda engine without a GPU: rc %d (%s)", rc, ss_last_error());
     ss_model_free(m);
     return test_summary("gpu_test_cuda_vs_cpu (skipped: no GPU)");
@@ -374,7 +374,7 @@ int main(void) {
   int trained = path != NULL;
   if (path) {
     ss_model_params mp = ss_model_default_params();
-    int rc = ss_model_load(path, &mp, &m);
+    int rc = ss_model_load(path, &mp, &m, NULL, 0);
     CHECK(rc == 0, "load %s: %s", path, ss_last_error());
     if (rc) return test_summary("gpu_test_cuda_vs_cpu");
     printf("model: %s\n", path);
@@ -388,7 +388,7 @@ int main(void) {
 
   ss_engine_params cp = test_engine_params(SS_BACKEND_CPU);
   ss_engine *cpu = NULL;
-  CHECK(ss_engine_create(m, &cp, &cpu) == 0, "cpu engine: %s", ss_last_error());
+  CHECK(ss_engine_create(m, &cp, &cpu, NULL, 0) == 0, "cpu engine: %s", ss_last_error());
 
   /* tolerances: see the header comment (trained / synthetic) */
   double tol16 = trained ? 1e-2 : 2e-2, tolbf = 10 * tol16;

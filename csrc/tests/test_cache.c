@@ -10,7 +10,7 @@ static ss_engine *make_engine(const tiny_model *t, int n_threads, int max_batch)
   ep.n_threads = n_threads;
   ep.max_batch_tokens = max_batch;
   ss_engine *e = NULL;
-  int rc = ss_engine_create(&t->m, &ep, &e);
+  int rc = ss_engine_create(&t->m, &ep, &e, NULL, 0);
   CHECK(rc == SS_OK && e, "engine create: %s", ss_last_error());
   return e;
 }
@@ -29,7 +29,7 @@ static int32_t make_seq(ss_engine *e, int policy, int sinks, int capacity) {
 /* feed n tokens as one item; logits of the last token into `logits` (may be NULL) */
 static int feed(ss_engine *e, int32_t id, const int32_t *toks, int n, float *logits) {
   int32_t flags = logits ? SS_STEP_LOGITS : 0;
-  return ss_engine_step(e, 1, &id, &n, toks, &flags, NULL, NULL, logits, NULL);
+  return ss_engine_step(e, 1, &id, &n, toks, &flags, NULL, NULL, logits, NULL, NULL);
 }
 
 /* The cache must hold exactly [0..S-1] ++ the last C-S stream indices (streaming),

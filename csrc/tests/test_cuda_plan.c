@@ -1,11 +1,8 @@
 /* test_cuda_plan.c — the CUDA backend's host-side planning math (src/cuda_plan.h), tested without a
  * GPU or nvcc: attention split coverage and workspace bound, graph-key stability as a stream grows,
- * metadata layout, and the ring-slot arithmetic the kernels use (kernels/attention.cu walks the
- * recent window as consecutive ring offsets from lo; kernels/ops.cu writes a one-token step's key
- * straight into slot(t) and commits chunk rows by the keep rule) against the plain geometry of
- * src/backend.h. */
+ * metadata layout. (The cache geometry the kernels use is src/cache_geometry.h, tested by
+ * test_cache_geometry.c.) */
 #include <stdio.h>
-#include <string.h>
 
 #include "cuda_plan.h"
 #include "test_util.h"
@@ -73,59 +70,9 @@ static void test_meta_layout(void) {
   CHECK(bad == 0, "%d bad metadata layouts", bad);
 }
 
-/* Ring-slot arithmetic of the kernels against the geometry of backend.h, for streaming (S > 0),
- * window (S = 0) and small rings, over stream indices crossing many evictions. */
-static void test_slots(void) {
-  const int geoms[][2] = {{4, 40}, {1, 48}, {0, 56}, {4, 5}, {0, 1}, {3, 4}, {4, 2048}};
-  int bad = 0;
-  for (size_t g = 0; g < sizeof geoms / sizeof *geoms; g++) {
-    int32_t S = geoms[g][0], C = geoms[g][1], R = C - S;
-    for (int64_t t = 0; t < 3 * (int64_t)C + 50; t++) {
-      int64_t n = t + 1 < C ? t + 1 : C, ns = t + 1 < S ? t + 1 : S;
-      int64_t lo = t - R + 1 > S ? t - R + 1 : S;
-      int32_t lo_ring = (int32_t)((lo - S) % R);
-      int64_t n_recent = t >= S ? t - lo + 1 : 0;
-      if (ns + n_recent != n) bad++;
-      /* attention.cu: recent key r at ring offset lo_ring + r (wrapped once) */
-      for (int64_t r = 0; r < n_recent; r++) {
-        int32_t ro = lo_ring + (int32_t)r;
-        if (ro >= R) ro -= R;
-        if (S + ro != ss_cuda_slot(lo + r, S, C)) bad++;
-      }
-      /* ops.cu: a one-token step writes slot(t) before its attention; no other visible key lives there */
-      int64_t st = ss_cuda_slot(t, S, C);
-      for (int64_t i = 0; i < ns; i++)
-        if (i != t && ss_cuda_slot(i, S, C) == st) bad++;
-      for (int64_t i = lo; i <= t && t >= S; i++)
-        if (i != t && ss_cuda_slot(i, S, C) == st) bad++;
-    }
-    /* commit rule of a chunk [s0, end): kept rows land in distinct slots, and the cache after the
-     * chunk holds what token-by-token feeding leaves */
-    for (int64_t s0 = 0; s0 < 2 * (int64_t)C; s0 += 3)
-      for (int64_t len = 1; len < 3 * (int64_t)C; len += 5) {
-        int64_t end = s0 + len, last = end - 1;
-        int64_t keep_from = last - R + 1 > S ? last - R + 1 : S;
-        int64_t want[4096], got[4096];
-        if (C > 4096) continue;
-        for (int32_t k = 0; k < C; k++) want[k] = got[k] = -1;
-        for (int64_t i = 0; i < end; i++) want[ss_cuda_slot(i, S, C)] = i;       /* token by token */
-        for (int64_t i = 0; i < s0; i++) got[ss_cuda_slot(i, S, C)] = i;         /* before the chunk */
-        for (int64_t i = s0; i < end; i++) {
-          if (!(i < S || i >= keep_from)) continue;
-          int64_t sl = ss_cuda_slot(i, S, C);
-          if (got[sl] >= s0) bad++; /* two kept rows of one chunk in one slot */
-          got[sl] = i;
-        }
-        if (memcmp(want, got, sizeof(int64_t) * (size_t)C) != 0) bad++;
-      }
-  }
-  CHECK(bad == 0, "%d slot arithmetic mismatches", bad);
-}
-
 int main(void) {
   test_split_plan();
   test_graph_key_stability();
   test_meta_layout();
-  test_slots();
   return test_summary("test_cuda_plan");
 }

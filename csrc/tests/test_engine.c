@@ -1,6 +1,7 @@
 /* test_engine.c — batching, validation, sequence table, sampling through the
  * engine, and the real stories260K model in both file formats. */
 #include <math.h>
+#include <pthread.h>
 
 #include "error.h"
 #include "test_util.h"
@@ -20,7 +21,7 @@ static ss_engine *make_engine(const ss_model *m, int n_threads, int max_batch, i
   ep.max_batch_tokens = max_batch;
   ep.max_sequences = max_seqs;
   ss_engine *e = NULL;
-  int rc = ss_engine_create(m, &ep, &e);
+  int rc = ss_engine_create(m, &ep, &e, NULL, 0);
   CHECK(rc == SS_OK && e, "engine create: %s", ss_last_error());
   return e;
 }
@@ -53,33 +54,37 @@ static void test_create_validation(const tiny_model *t) {
   ss_engine *e = NULL;
   ss_engine_params ep = ss_engine_default_params();
   ep.max_batch_tokens = 0;
-  CHECK(ss_engine_create(&t->m, &ep, &e) == SS_ERR_INVALID_ARGUMENT && !e && ss_last_error()[0], "max_batch_tokens 0");
+  CHECK(ss_engine_create(&t->m, &ep, &e, NULL, 0) == SS_ERR_INVALID_ARGUMENT && !e && ss_last_error()[0], "max_batch_tokens 0");
   ep = ss_engine_default_params();
   ep.n_threads = -1;
-  CHECK(ss_engine_create(&t->m, &ep, &e) == SS_ERR_INVALID_ARGUMENT && !e, "n_threads -1");
+  CHECK(ss_engine_create(&t->m, &ep, &e, NULL, 0) == SS_ERR_INVALID_ARGUMENT && !e, "n_threads -1");
   ep = ss_engine_default_params();
   ep.backend = SS_BACKEND_CUDA;
-  int rc = ss_engine_create(&t->m, &ep, &e);
+  int rc = ss_engine_create(&t->m, &ep, &e, NULL, 0);
   if (!ss_backend_available(SS_BACKEND_CUDA))
     CHECK(rc == SS_ERR_UNSUPPORTED && !e && strstr(ss_last_error(), "cuda"), "cuda not built: %s", ss_last_error());
   ss_engine_free(e);
   e = NULL;
-  CHECK(ss_engine_create(NULL, NULL, &e) == SS_ERR_INVALID_ARGUMENT, "NULL model");
+  CHECK(ss_engine_create(NULL, NULL, &e, NULL, 0) == SS_ERR_INVALID_ARGUMENT, "NULL model");
 
   e = make_engine(&t->m, 1, 16, 8);
   if (!e) return;
-  struct { int policy, sinks, capacity; float temp; int top_k; float top_p; const char *what; } bad[] = {
-      {SS_POLICY_STREAMING, -1, 10, 0, 0, 1, "sinks < 0"},
-      {SS_POLICY_STREAMING, 10, 10, 0, 0, 1, "sinks >= capacity"},
-      {SS_POLICY_WINDOW, 0, 1, 0, 0, 1, "capacity < 2"},
-      {SS_POLICY_DENSE, 0, (1 << 24) + 1, 0, 0, 1, "capacity > 1<<24"},
-      {SS_POLICY_STREAMING, 4, -3, 0, 0, 1, "capacity < 0"},
-      {7, 0, 10, 0, 0, 1, "unknown policy"},
-      {SS_POLICY_STREAMING, 4, 10, -0.5f, 0, 1, "temperature < 0"},
-      {SS_POLICY_STREAMING, 4, 10, NAN, 0, 1, "temperature NaN"},
-      {SS_POLICY_STREAMING, 4, 10, 1, -1, 1, "top_k < 0"},
-      {SS_POLICY_STREAMING, 4, 10, 1, 0, 0, "top_p 0"},
-      {SS_POLICY_STREAMING, 4, 10, 1, 0, 1.5f, "top_p > 1"},
+  struct { int policy, sinks, capacity; float temp; int top_k; float top_p; const char *field, *what; } bad[] = {
+      {SS_POLICY_STREAMING, -1, 10, 0, 0, 1, "n_sinks", "sinks < 0"},
+      {SS_POLICY_STREAMING, 10, 10, 0, 0, 1, "n_sinks", "sinks >= capacity"},
+      {SS_POLICY_STREAMING, 8, 8, 0, 0, 1, "n_sinks", "sinks 8 >= capacity 8"},
+      {SS_POLICY_STREAMING, 4, 0, 0, 0, 1, NULL, "(valid) capacity 0 = max_seq_len"},
+      {SS_POLICY_WINDOW, 0, 1, 0, 0, 1, "capacity", "capacity < 2"},
+      {SS_POLICY_DENSE, 0, (1 << 24) + 1, 0, 0, 1, "capacity", "capacity > 1<<24"},
+      {SS_POLICY_STREAMING, 4, -3, 0, 0, 1, "capacity", "capacity < 0"},
+      {7, 0, 10, 0, 0, 1, "policy", "unknown policy"},
+      {SS_POLICY_STREAMING, 4, 10, -0.5f, 0, 1, "temperature", "temperature < 0"},
+      {SS_POLICY_STREAMING, 4, 10, NAN, 0, 1, "temperature", "temperature NaN"},
+      {SS_POLICY_STREAMING, 4, 10, INFINITY, 0, 1, "temperature", "temperature inf"},
+      {SS_POLICY_STREAMING, 4, 10, 1, -1, 1, "top_k", "top_k < 0"},
+      {SS_POLICY_STREAMING, 4, 10, 1, 0, 0, "top_p", "top_p 0"},
+      {SS_POLICY_STREAMING, 4, 10, 1, 0, 1.5f, "top_p", "top_p > 1"},
+      {SS_POLICY_WINDOW, 1000, 10, 1, 1 << 30, 1, NULL, "(valid) sinks ignored outside streaming, top_k 2^30"},
   };
   for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
     ss_seq_params sp = ss_seq_default_params();
@@ -89,11 +94,54 @@ static void test_create_validation(const tiny_model *t) {
     sp.temperature = bad[i].temp;
     sp.top_k = bad[i].top_k;
     sp.top_p = bad[i].top_p;
+    /* ss_seq_check_params applies exactly the rules of ss_seq_create, creating nothing */
+    const char *field = "unset";
+    ss_clear_error();
+    int checked = ss_seq_check_params(e, &sp, &field);
+    char check_msg[SS_ERROR_MAX];
+    snprintf(check_msg, sizeof check_msg, "%s", ss_last_error());
     int32_t id = 123;
     ss_clear_error();
     rc = ss_seq_create(e, &sp, &id);
+    if (!bad[i].field) {
+      CHECK(checked == SS_OK && field == NULL && rc == SS_OK && id >= 0, "%s: check %d create %d: %s", bad[i].what,
+            checked, rc, ss_last_error());
+      ss_seq_free(e, id);
+      continue;
+    }
     CHECK(rc == SS_ERR_INVALID_ARGUMENT && id == -1 && ss_last_error()[0], "%s: rc %d", bad[i].what, rc);
+    CHECK(checked == rc && field && strcmp(field, bad[i].field) == 0, "%s: check %d field %s, want %s", bad[i].what,
+          checked, field ? field : "NULL", bad[i].field);
+    /* the same message, but for the function name */
+    const char *a = strchr(check_msg, ':'), *b = strchr(ss_last_error(), ':');
+    CHECK(a && b && strcmp(a, b) == 0 && strstr(check_msg, bad[i].field), "%s: messages '%s' / '%s'", bad[i].what,
+          check_msg, ss_last_error());
+    CHECK(strcmp(ss_engine_last_error(e), ss_last_error()) == 0, "%s: engine slot '%s'", bad[i].what,
+          ss_engine_last_error(e));
   }
+  ss_seq_params valid = ss_seq_default_params();
+  CHECK(ss_seq_check_params(NULL, &valid, NULL) == SS_ERR_INVALID_ARGUMENT &&
+            ss_seq_check_params(e, NULL, NULL) == SS_ERR_INVALID_ARGUMENT,
+        "check_params NULL arguments");
+  int32_t first = -1;
+  CHECK(ss_seq_create(e, &valid, &first) == SS_OK && first == 0, "checks created nothing: first id %d", first);
+  ss_seq_free(e, first);
+  ss_seq_limits lim;
+  memset(&lim, 0x5a, sizeof lim);
+  CHECK(ss_engine_get_limits(e, &lim) == SS_OK && lim.min_capacity == 2 && lim.max_capacity == 1 << 24 &&
+            lim.default_capacity == t->cfg.max_seq_len && lim.max_top_k == INT32_MAX && lim.reserved[0] == 0,
+        "limits %d %d %d %d", lim.min_capacity, lim.max_capacity, lim.default_capacity, lim.max_top_k);
+  CHECK(ss_engine_get_limits(NULL, &lim) == SS_ERR_INVALID_ARGUMENT, "limits of NULL");
+  /* the limits are the bounds the check enforces */
+  valid.capacity = lim.min_capacity;
+  valid.n_sinks = lim.min_capacity - 1;
+  CHECK(ss_seq_check_params(e, &valid, NULL) == SS_OK, "min capacity with min - 1 sinks");
+  valid.capacity = lim.min_capacity - 1;
+  CHECK(ss_seq_check_params(e, &valid, NULL) == SS_ERR_INVALID_ARGUMENT, "below min capacity");
+  valid.capacity = lim.max_capacity;
+  CHECK(ss_seq_check_params(e, &valid, NULL) == SS_OK, "max capacity");
+  valid.capacity = lim.max_capacity + 1;
+  CHECK(ss_seq_check_params(e, &valid, NULL) == SS_ERR_INVALID_ARGUMENT, "above max capacity");
   /* sinks are ignored outside streaming; capacity 0 = max_seq_len */
   ss_seq_params sp = ss_seq_default_params();
   sp.policy = SS_POLICY_WINDOW;
@@ -134,7 +182,7 @@ static void test_sequence_table(const tiny_model *t) {
   CHECK(ss_seq_get_stats(e, again, &st) == SS_OK && st.n_seen == 0, "reused id starts empty");
   /* KV grows on demand: a few tokens reserve far less than capacity */
   int32_t tok[3] = {1, 2, 3}, n = 3, fl = 0;
-  CHECK(ss_engine_step(e, 1, &again, &n, tok, &fl, NULL, NULL, NULL, NULL) == SS_OK, "step: %s", ss_last_error());
+  CHECK(ss_engine_step(e, 1, &again, &n, tok, &fl, NULL, NULL, NULL, NULL, NULL) == SS_OK, "step: %s", ss_last_error());
   ss_seq_get_stats(e, again, &st);
   int64_t row = (int64_t)t->cfg.n_layers * 2 * t->cfg.n_kv_heads * t->cfg.head_dim * 4;
   CHECK(st.cache_bytes > 0 && st.cache_bytes < st.capacity * row, "on-demand KV: %lld bytes (full %lld)",
@@ -180,14 +228,14 @@ static void test_batching(const tiny_model *t, int n_threads) {
       n_items++;
     }
     if (n_items == 0) continue;
-    int rc = ss_engine_step(eb, n_items, seqs, ntok, toks, flags, tgt, out_tok, lb, lp);
+    int rc = ss_engine_step(eb, n_items, seqs, ntok, toks, flags, tgt, out_tok, lb, lp, NULL);
     CHECK(rc == SS_OK, "batched step: %s", ss_last_error());
     off = 0;
     for (int k = 0; k < n_items; k++) {
       int i = 0;
       while (ib[i] != seqs[k]) i++;
       int32_t fl = SS_STEP_LOGITS;
-      rc = ss_engine_step(es, 1, &is[i], &ntok[k], toks + off, &fl, NULL, NULL, ls, NULL);
+      rc = ss_engine_step(es, 1, &is[i], &ntok[k], toks + off, &fl, NULL, NULL, ls, NULL, NULL);
       CHECK(rc == SS_OK, "single step: %s", ss_last_error());
       double err = rel_err_f(lb + (size_t)k * V, ls, V);
       if (err > worst) worst = err;
@@ -249,8 +297,8 @@ static void test_step_errors(const tiny_model *t) {
   int32_t ids4[4] = {d, s, ctl_d, ctl_s}, n4[2] = {8, 8}, t16[16];
   for (int i = 0; i < 16; i++) t16[i] = toks[i % 8];
   int32_t fl4[2] = {0, 0};
-  CHECK(ss_engine_step(e, 2, ids4, n4, t16, fl4, NULL, NULL, NULL, NULL) == SS_OK, "setup: %s", ss_last_error());
-  CHECK(ss_engine_step(e, 2, ids4 + 2, n4, t16, fl4, NULL, NULL, NULL, NULL) == SS_OK, "setup: %s", ss_last_error());
+  CHECK(ss_engine_step(e, 2, ids4, n4, t16, fl4, NULL, NULL, NULL, NULL, NULL) == SS_OK, "setup: %s", ss_last_error());
+  CHECK(ss_engine_step(e, 2, ids4 + 2, n4, t16, fl4, NULL, NULL, NULL, NULL, NULL) == SS_OK, "setup: %s", ss_last_error());
   seq_snap sd = snap(e, d), ss0 = snap(e, s);
 
   struct { int n_items; int32_t ids[3], n[3]; int bad_tok; int want; const char *what; } bad[] = {
@@ -272,7 +320,7 @@ static void test_step_errors(const tiny_model *t) {
     if (bad[i].bad_tok != -1) tk[1] = bad[i].bad_tok;
     int32_t out[3] = {-7, -7, -7};
     ss_clear_error();
-    int rc = ss_engine_step(e, bad[i].n_items, bad[i].ids, bad[i].n, tk, NULL, NULL, out, NULL, NULL);
+    int rc = ss_engine_step(e, bad[i].n_items, bad[i].ids, bad[i].n, tk, NULL, NULL, out, NULL, NULL, NULL);
     CHECK(rc == bad[i].want, "%s: rc %s, want %s", bad[i].what, ss_status_name(rc), ss_status_name(bad[i].want));
     CHECK(ss_last_error()[0] != '\0', "%s: empty ss_last_error", bad[i].what);
     seq_snap a = snap(e, d), b = snap(e, s);
@@ -281,28 +329,196 @@ static void test_step_errors(const tiny_model *t) {
   }
   /* the dense message names the sequence and the numbers */
   int32_t n3 = 3;
-  ss_engine_step(e, 1, &d, &n3, toks, NULL, NULL, NULL, NULL, NULL);
+  ss_engine_step(e, 1, &d, &n3, toks, NULL, NULL, NULL, NULL, NULL, NULL);
   char want[64];
   snprintf(want, sizeof want, "sequence %d", d);
   CHECK(strstr(ss_last_error(), want) && strstr(ss_last_error(), "10"), "context-full message: %s", ss_last_error());
   int32_t badflag = 8, one = 1;
-  CHECK(ss_engine_step(e, 1, &s, &one, toks, &badflag, NULL, NULL, NULL, NULL) == SS_ERR_INVALID_ARGUMENT, "bad flags");
+  CHECK(ss_engine_step(e, 1, &s, &one, toks, &badflag, NULL, NULL, NULL, NULL, NULL) == SS_ERR_INVALID_ARGUMENT, "bad flags");
   int32_t badtgt = V;
   float lpv;
-  CHECK(ss_engine_step(e, 1, &s, &one, toks, NULL, &badtgt, NULL, NULL, &lpv) == SS_ERR_INVALID_ARGUMENT, "bad target");
-  CHECK(ss_engine_step(e, 1, NULL, &one, toks, NULL, NULL, NULL, NULL, NULL) == SS_ERR_INVALID_ARGUMENT, "NULL ids");
-  CHECK(ss_engine_step(e, 0, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL) == SS_OK, "empty step is a no-op");
+  CHECK(ss_engine_step(e, 1, &s, &one, toks, NULL, &badtgt, NULL, NULL, &lpv, NULL) == SS_ERR_INVALID_ARGUMENT, "bad target");
+  CHECK(ss_engine_step(e, 1, NULL, &one, toks, NULL, NULL, NULL, NULL, NULL, NULL) == SS_ERR_INVALID_ARGUMENT, "NULL ids");
+  CHECK(ss_engine_step(e, 0, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL) == SS_OK, "empty step is a no-op");
 
   /* after all that, the sequences continue exactly like their untouched controls */
   int32_t ids2[4] = {d, s, ctl_d, ctl_s}, n2[4] = {2, 2, 2, 2}, t8[8] = {5, 6, 5, 6, 5, 6, 5, 6};
   int32_t f2[4] = {SS_STEP_LOGITS, SS_STEP_LOGITS, SS_STEP_LOGITS, SS_STEP_LOGITS};
   float *lg = malloc((size_t)4 * V * sizeof(float));
-  CHECK(ss_engine_step(e, 4, ids2, n2, t8, f2, NULL, NULL, lg, NULL) == SS_OK, "continue: %s", ss_last_error());
+  CHECK(ss_engine_step(e, 4, ids2, n2, t8, f2, NULL, NULL, lg, NULL, NULL) == SS_OK, "continue: %s", ss_last_error());
   CHECK(memcmp(lg, lg + 2 * V, (size_t)V * sizeof(float)) == 0, "dense sequence unchanged by the failed steps");
   CHECK(memcmp(lg + V, lg + 3 * V, (size_t)V * sizeof(float)) == 0, "streaming sequence unchanged by the failed steps");
   /* a dense sequence fills exactly to capacity, then refuses */
-  CHECK(ss_engine_step(e, 1, &d, &one, toks, NULL, NULL, NULL, NULL, NULL) == SS_ERR_CONTEXT_FULL, "dense full at 10");
+  CHECK(ss_engine_step(e, 1, &d, &one, toks, NULL, NULL, NULL, NULL, NULL, NULL) == SS_ERR_CONTEXT_FULL, "dense full at 10");
   free(lg);
+  ss_engine_free(e);
+}
+
+/* Per-item failures (out_status): a failing item is not fed and its sequence is unchanged; the healthy items
+ * of the same step give bit for bit what a step without the failing ones gives. */
+static void test_item_errors(const tiny_model *t) {
+  int V = t->cfg.vocab;
+  ss_engine *e = make_engine(&t->m, 1, 32, 8), *r = make_engine(&t->m, 1, 32, 8);
+  if (!e || !r) return;
+  int32_t h1 = make_seq(e, SS_POLICY_STREAMING, 2, 12), h2 = make_seq(e, SS_POLICY_WINDOW, 0, 8);
+  int32_t d = make_seq(e, SS_POLICY_DENSE, 0, 10);
+  int32_t r1 = make_seq(r, SS_POLICY_STREAMING, 2, 12), r2 = make_seq(r, SS_POLICY_WINDOW, 0, 8);
+  int32_t toks[32];
+  for (int i = 0; i < 32; i++) toks[i] = (i * 7 + 3) % V;
+  /* the same history in both engines; the dense sequence holds 8 of its 10 */
+  int32_t ids_e[3] = {h1, h2, d}, ids_r[2] = {r1, r2}, n_hist[3] = {6, 6, 8}, f0[3] = {0, 0, 0};
+  CHECK(ss_engine_step(e, 3, ids_e, n_hist, toks, f0, NULL, NULL, NULL, NULL, NULL) == SS_OK, "history: %s",
+        ss_last_error());
+  CHECK(ss_engine_step(r, 2, ids_r, n_hist, toks, f0, NULL, NULL, NULL, NULL, NULL) == SS_OK, "history: %s",
+        ss_last_error());
+  seq_snap d0 = snap(e, d), h10 = snap(e, h1);
+
+  /* e: h1 (2 tokens), d (3: no room), h2 (1), an unknown sequence, h1 again; r: h1 and h2 only */
+  enum { N = 5 };
+  int32_t ids[N] = {h1, d, h2, 77, h1}, n[N] = {2, 3, 1, 1, 1}, fl[N], tgt[N] = {5, 6, 7, 8, 9};
+  for (int i = 0; i < N; i++) fl[i] = SS_STEP_LOGITS | SS_STEP_SAMPLE;
+  int32_t tk[8] = {11, 12, 13, 14, 15, 16, 17, 18}; /* h1: 11 12 | d: 13 14 15 | h2: 16 | 77: 17 | h1: 18 */
+  float *lg = malloc((size_t)N * V * sizeof(float)), *lr = malloc((size_t)2 * V * sizeof(float));
+  for (int i = 0; i < N * V; i++) lg[i] = 42.0f;
+  int32_t out[N], st[N];
+  float lp[N];
+  int rc = ss_engine_step(e, N, ids, n, tk, fl, tgt, out, lg, lp, st);
+  CHECK(rc == SS_OK, "a step with failing items runs the others: %s", ss_last_error());
+  CHECK(st[0] == SS_OK && st[1] == SS_ERR_CONTEXT_FULL && st[2] == SS_OK && st[3] == SS_ERR_NOT_FOUND &&
+            st[4] == SS_ERR_INVALID_ARGUMENT,
+        "item statuses %d %d %d %d %d", st[0], st[1], st[2], st[3], st[4]);
+  int32_t nr[2] = {2, 1}, tr[3] = {11, 12, 16}, fr[2] = {SS_STEP_LOGITS | SS_STEP_SAMPLE, SS_STEP_LOGITS | SS_STEP_SAMPLE};
+  int32_t tgr[2] = {5, 7}, outr[2];
+  float lpr[2];
+  CHECK(ss_engine_step(r, 2, ids_r, nr, tr, fr, tgr, outr, lr, lpr, NULL) == SS_OK, "reference: %s", ss_last_error());
+  CHECK(memcmp(lg, lr, (size_t)V * sizeof(float)) == 0 && memcmp(lg + 2 * V, lr + V, (size_t)V * sizeof(float)) == 0,
+        "healthy items' logits bit-identical to a step without the failing ones");
+  CHECK(out[0] == outr[0] && out[2] == outr[1] && lp[0] == lpr[0] && lp[2] == lpr[1], "healthy tokens / logprobs");
+  int untouched = 1;
+  for (int i = 1; i < N; i += (i == 1 ? 2 : 1))
+    for (int v = 0; v < V; v++) untouched &= lg[(size_t)i * V + v] == 42.0f;
+  CHECK(untouched, "failed items' logits rows untouched");
+  CHECK(out[1] == -1 && out[3] == -1 && out[4] == -1 && isnan(lp[1]) && isnan(lp[3]) && isnan(lp[4]),
+        "failed items: token -1, logprob NaN");
+  seq_snap d1 = snap(e, d);
+  CHECK(snap_eq(&d1, &d0), "the dense sequence is unchanged");
+  ss_seq_stats s1;
+  ss_seq_get_stats(e, h1, &s1);
+  CHECK(s1.n_seen == h10.st.n_seen + 2, "h1 fed once (its duplicate item was not): seen %lld", (long long)s1.n_seen);
+  /* each message is its own item's: the dense one names d and no other sequence */
+  char want[64], other1[64], other2[64];
+  snprintf(want, sizeof want, "sequence %d ", d);
+  snprintf(other1, sizeof other1, "sequence %d ", h1);
+  snprintf(other2, sizeof other2, "sequence %d ", h2);
+  const char *m1 = ss_engine_item_error(e, 1);
+  CHECK(strstr(m1, want) && strstr(m1, "capacity 10") && !strstr(m1, other1) && !strstr(m1, other2),
+        "dense item message: '%s'", m1);
+  CHECK(strstr(ss_engine_item_error(e, 3), "unknown sequence 77") != NULL, "unknown: '%s'", ss_engine_item_error(e, 3));
+  CHECK(strstr(ss_engine_item_error(e, 4), "twice") != NULL, "duplicate: '%s'", ss_engine_item_error(e, 4));
+  CHECK(ss_engine_item_error(e, 0)[0] == 0 && ss_engine_item_error(e, 2)[0] == 0 && ss_engine_item_error(e, N)[0] == 0 &&
+            ss_engine_item_error(e, -1)[0] == 0,
+        "healthy / out-of-range items have no message");
+
+  /* bad token, target and flags fail their own item only */
+  int32_t ids3[3] = {h1, h2, d}, n3[3] = {2, 1, 1}, tk3[4] = {3, V, 4, 5}, fl3[3] = {SS_STEP_LOGITS, 8, SS_STEP_LOGITS};
+  int32_t tg3[3] = {-1, -1, V}, st3[3];
+  rc = ss_engine_step(e, 3, ids3, n3, tk3, fl3, tg3, NULL, lg, lp, st3);
+  CHECK(rc == SS_OK && st3[0] == SS_ERR_INVALID_ARGUMENT && st3[1] == SS_ERR_INVALID_ARGUMENT &&
+            st3[2] == SS_ERR_INVALID_ARGUMENT,
+        "bad token / flags / target: rc %d statuses %d %d %d", rc, st3[0], st3[1], st3[2]);
+  CHECK(strstr(ss_engine_item_error(e, 0), "token") && strstr(ss_engine_item_error(e, 1), "flags") &&
+            strstr(ss_engine_item_error(e, 2), "target"),
+        "messages: '%s' '%s' '%s'", ss_engine_item_error(e, 0), ss_engine_item_error(e, 1), ss_engine_item_error(e, 2));
+
+  /* afterwards both engines' sequences continue identically (the failed items changed nothing) */
+  int32_t n1[2] = {1, 1}, t1[2] = {20, 21}, f1[2] = {SS_STEP_LOGITS, SS_STEP_LOGITS};
+  CHECK(ss_engine_step(e, 2, ids_e, n1, t1, f1, NULL, NULL, lg, NULL, st) == SS_OK && st[0] == 0 && st[1] == 0,
+        "continue: %s", ss_last_error());
+  CHECK(ss_engine_step(r, 2, ids_r, n1, t1, f1, NULL, NULL, lr, NULL, NULL) == SS_OK, "continue: %s", ss_last_error());
+  CHECK(memcmp(lg, lr, (size_t)2 * V * sizeof(float)) == 0, "later steps bit-identical to the reference");
+
+  /* a step whose every item fails: nothing runs, SS_OK */
+  int32_t three = 3;
+  CHECK(ss_engine_step(e, 1, &d, &three, tk, NULL, NULL, out, NULL, NULL, st) == SS_OK && st[0] == SS_ERR_CONTEXT_FULL &&
+            out[0] == -1,
+        "only failing items: rc OK, status %d", st[0]);
+  /* whole-step failures still return their status, and every item shares it */
+  int32_t big[2] = {30, 3}, zero[2] = {1, 0};
+  CHECK(ss_engine_step(e, 2, ids_e, big, toks, NULL, NULL, NULL, NULL, NULL, st) == SS_ERR_LIMIT && st[0] == SS_ERR_LIMIT &&
+            st[1] == SS_ERR_LIMIT && strstr(ss_engine_last_error(e), "max_batch_tokens"),
+        "too many tokens: %d %d '%s'", st[0], st[1], ss_engine_last_error(e));
+  CHECK(ss_engine_step(e, 2, ids_e, zero, toks, NULL, NULL, NULL, NULL, NULL, st) == SS_ERR_INVALID_ARGUMENT &&
+            st[1] == SS_ERR_INVALID_ARGUMENT && ss_engine_item_error(e, 1)[0] == 0,
+        "n_tokens 0: the token layout is undefined, the whole step fails");
+  free(lg);
+  free(lr);
+  ss_engine_free(e);
+  ss_engine_free(r);
+}
+
+/* KV bytes per token: the figure the backend allocates per cached token (f32 K and V of every layer on the CPU). */
+static void test_kv_bytes_per_token(const tiny_model *t) {
+  ss_engine *e = make_engine(&t->m, 1, 32, 4);
+  if (!e) return;
+  int64_t per = ss_engine_kv_bytes_per_token(e);
+  CHECK(per == (int64_t)t->cfg.n_layers * 2 * t->cfg.n_kv_heads * t->cfg.head_dim * (int64_t)sizeof(float),
+        "kv bytes per token %lld", (long long)per);
+  CHECK(ss_engine_kv_bytes_per_token(NULL) == 0, "NULL engine: 0");
+  /* a full cache holds exactly capacity slots, whatever the growth policy */
+  int32_t id = make_seq(e, SS_POLICY_WINDOW, 0, 24), toks[30], n = 30;
+  for (int i = 0; i < 30; i++) toks[i] = i % t->cfg.vocab;
+  CHECK(ss_engine_step(e, 1, &id, &n, toks, NULL, NULL, NULL, NULL, NULL, NULL) == SS_OK, "%s", ss_last_error());
+  ss_seq_stats st;
+  ss_seq_get_stats(e, id, &st);
+  CHECK(st.n_cached == 24 && st.cache_bytes == 24 * per, "full cache of 24: %lld bytes, %lld per token",
+        (long long)st.cache_bytes, (long long)per);
+  ss_engine_free(e);
+}
+
+typedef struct failing_call {
+  ss_engine *e;
+  int rc;
+} failing_call;
+
+static void *fail_on_thread(void *arg) {
+  failing_call *c = arg;
+  int32_t bad = 999, one = 1, tok = 0;
+  c->rc = ss_engine_step(c->e, 1, &bad, &one, &tok, NULL, NULL, NULL, NULL, NULL, NULL);
+  return NULL;
+}
+
+/* Messages of calls made on another thread: the engine's slot, and the caller buffer of load / create. */
+static void test_error_slots(const tiny_model *t) {
+  ss_engine *e = make_engine(&t->m, 1, 16, 4);
+  if (!e) return;
+  CHECK(ss_engine_last_error(e)[0] == 0 && ss_engine_last_error(NULL)[0] == 0, "no error yet");
+  ss_clear_error();
+  failing_call c = {e, 0};
+  pthread_t th;
+  CHECK(pthread_create(&th, NULL, fail_on_thread, &c) == 0, "thread");
+  pthread_join(th, NULL);
+  CHECK(c.rc == SS_ERR_NOT_FOUND && strstr(ss_engine_last_error(e), "unknown sequence 999"),
+        "a step failed on another thread: rc %d, engine slot '%s'", c.rc, ss_engine_last_error(e));
+  CHECK(ss_last_error()[0] == 0, "this thread's message is untouched: '%s'", ss_last_error());
+  ss_engine_free(e);
+
+  char err[SS_ERROR_MAX] = "untouched";
+  ss_model *m = NULL;
+  CHECK(ss_model_load("/nonexistent/model.bin", NULL, &m, err, sizeof err) == SS_ERR_IO && !m &&
+            strstr(err, "/nonexistent/model.bin"),
+        "load: '%s'", err);
+  char small[8];
+  CHECK(ss_model_load("/nonexistent/model.bin", NULL, &m, small, sizeof small) == SS_ERR_IO && strlen(small) == 7,
+        "a short buffer gets the truncated message: '%s'", small);
+  ss_engine_params ep = ss_engine_default_params();
+  ep.max_batch_tokens = 0;
+  snprintf(err, sizeof err, "untouched");
+  CHECK(ss_engine_create(&t->m, &ep, &e, err, sizeof err) == SS_ERR_INVALID_ARGUMENT && strstr(err, "max_batch_tokens"),
+        "create: '%s'", err);
+  ep.max_batch_tokens = 16;
+  snprintf(err, sizeof err, "untouched");
+  CHECK(ss_engine_create(&t->m, &ep, &e, err, sizeof err) == SS_OK && strcmp(err, "untouched") == 0,
+        "a successful create leaves the buffer alone");
   ss_engine_free(e);
 }
 
@@ -321,7 +537,7 @@ static void test_engine_sampling(const tiny_model *t) {
   int32_t ta[40], tb[40], cur[2] = {1, 1}, ids[2] = {a, b}, n[2] = {1, 1};
   for (int i = 0; i < 40; i++) {
     int32_t out[2];
-    CHECK(ss_engine_step(e, 2, ids, n, cur, NULL, NULL, out, NULL, NULL) == SS_OK, "%s", ss_last_error());
+    CHECK(ss_engine_step(e, 2, ids, n, cur, NULL, NULL, out, NULL, NULL, NULL) == SS_OK, "%s", ss_last_error());
     ta[i] = cur[0] = out[0];
     tb[i] = cur[1] = out[1];
   }
@@ -341,7 +557,7 @@ static void test_engine_sampling(const tiny_model *t) {
   int32_t ids2[2] = {a, c}, cur2[2] = {1, 1}, same = 1;
   for (int i = 0; i < 40; i++) {
     int32_t out[2];
-    ss_engine_step(e, 2, ids2, n, cur2, NULL, NULL, out, NULL, NULL);
+    ss_engine_step(e, 2, ids2, n, cur2, NULL, NULL, out, NULL, NULL, NULL);
     same &= out[0] == ta[i] && out[1] == ta[i];
     cur2[0] = out[0];
     cur2[1] = out[1];
@@ -364,7 +580,7 @@ static void test_threads_identical(const tiny_model *t) {
                       make_seq(e, SS_POLICY_DENSE, 0, 60)};
     int32_t n[3] = {20, 13, 9}, toks[42], fl[3] = {SS_STEP_LOGITS, SS_STEP_LOGITS, SS_STEP_LOGITS};
     for (int i = 0; i < 42; i++) toks[i] = (i * 11 + 2) % V;
-    for (int k = 0; k < 3; k++) ss_engine_step(e, 3, ids, n, toks, fl, NULL, NULL, run ? l3 : l1, NULL);
+    for (int k = 0; k < 3; k++) ss_engine_step(e, 3, ids, n, toks, fl, NULL, NULL, run ? l3 : l1, NULL, NULL);
     ss_engine_free(e);
   }
   CHECK(memcmp(l1, l3, (size_t)3 * V * sizeof(float)) == 0, "1 thread and 3 threads give bit-identical logits");
@@ -442,7 +658,7 @@ static void greedy_story(const ss_model *m, int32_t *ids, int n, int policy) {
   ids[0] = 1;
   for (int i = 1; i < n; i++) {
     int32_t one = 1;
-    int rc = ss_engine_step(e, 1, &id, &one, &ids[i - 1], NULL, NULL, &ids[i], NULL, NULL);
+    int rc = ss_engine_step(e, 1, &id, &one, &ids[i - 1], NULL, NULL, &ids[i], NULL, NULL, NULL);
     CHECK(rc == SS_OK, "stories step: %s", ss_last_error());
   }
   ss_engine_free(e);
@@ -450,9 +666,9 @@ static void greedy_story(const ss_model *m, int32_t *ids, int n, int policy) {
 
 static void test_stories260k(void) {
   ss_model *bin = NULL, *hf = NULL;
-  int rc = ss_model_load(shared_path("models/stories260K/stories260K.bin"), NULL, &bin);
+  int rc = ss_model_load(shared_path("models/stories260K/stories260K.bin"), NULL, &bin, NULL, 0);
   CHECK(rc == SS_OK, "load stories260K.bin: %s", ss_last_error());
-  rc = ss_model_load(shared_path("models/stories260K-hf"), NULL, &hf);
+  rc = ss_model_load(shared_path("models/stories260K-hf"), NULL, &hf, NULL, 0);
   CHECK(rc == SS_OK, "load stories260K-hf: %s", ss_last_error());
   int32_t a[N_STORY + 1], b[N_STORY + 1];
   if (bin) {
@@ -485,6 +701,9 @@ int main(void) {
   test_batching(&t, 1);
   test_batching(&t, 2);
   test_step_errors(&t);
+  test_item_errors(&t);
+  test_kv_bytes_per_token(&t);
+  test_error_slots(&t);
   test_engine_sampling(&t);
   test_threads_identical(&t);
   tiny_model_free(&t);

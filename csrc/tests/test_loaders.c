@@ -111,7 +111,7 @@ static void remove_tmp(void) {
 #define EXPECT_FAIL2(path, mention, status, what)                                                    \
   do {                                                                                               \
     ss_model *m_ = (ss_model *)1;                                                                    \
-    int rc_ = ss_model_load(path, NULL, &m_);                                                        \
+    int rc_ = ss_model_load(path, NULL, &m_, NULL, 0);                                                        \
     const char *e_ = ss_last_error();                                                                \
     CHECK(rc_ == (status), "%s: got %s want %s (%s)", path, ss_status_name(rc_), ss_status_name(status), e_); \
     CHECK(rc_ != SS_OK || m_ != NULL, "out not set");                                                \
@@ -287,7 +287,7 @@ static ss_model *load_ok(const char *path, int use_mmap) {
   ss_model_params p = ss_model_default_params();
   p.use_mmap = use_mmap;
   ss_model *m = NULL;
-  int rc = ss_model_load(path, &p, &m);
+  int rc = ss_model_load(path, &p, &m, NULL, 0);
   CHECK(rc == SS_OK && m, "load %s (mmap %d): %s %s", path, use_mmap, ss_status_name(rc), ss_last_error());
   return rc == SS_OK ? m : NULL;
 }
@@ -399,11 +399,11 @@ static void test_api_arguments(void) {
   ss_model_params p = ss_model_default_params();
   CHECK(p.use_mmap == 1 && sizeof p == 32, "defaults");
   ss_model *m = (ss_model *)1;
-  CHECK(ss_model_load(NULL, NULL, &m) == SS_ERR_INVALID_ARGUMENT && m == NULL, "NULL path");
-  CHECK(ss_model_load("", NULL, &m) == SS_ERR_INVALID_ARGUMENT, "empty path");
-  CHECK(ss_model_load(bin_path(), NULL, NULL) == SS_ERR_INVALID_ARGUMENT, "NULL out");
+  CHECK(ss_model_load(NULL, NULL, &m, NULL, 0) == SS_ERR_INVALID_ARGUMENT && m == NULL, "NULL path");
+  CHECK(ss_model_load("", NULL, &m, NULL, 0) == SS_ERR_INVALID_ARGUMENT, "empty path");
+  CHECK(ss_model_load(bin_path(), NULL, NULL, NULL, 0) == SS_ERR_INVALID_ARGUMENT, "NULL out");
   p.use_mmap = 2;
-  CHECK(ss_model_load(bin_path(), &p, &m) == SS_ERR_INVALID_ARGUMENT, "use_mmap 2");
+  CHECK(ss_model_load(bin_path(), &p, &m, NULL, 0) == SS_ERR_INVALID_ARGUMENT, "use_mmap 2");
   ss_model_info info;
   CHECK(ss_model_get_info(NULL, &info) == SS_ERR_INVALID_ARGUMENT, "get_info NULL");
   ss_model_free(NULL);
@@ -1012,7 +1012,7 @@ static void test_fuzz_loop(void) {
     p.use_mmap = (int32_t)(rng() % 2);
     ss_model *m = NULL;
     ss_clear_error();
-    int rc = ss_model_load(path, &p, &m);
+    int rc = ss_model_load(path, &p, &m, NULL, 0);
     if (rc == SS_OK) {
       ok++;
       ss_model_info info;

@@ -197,7 +197,7 @@ static int run_logits(const tiny_model *t, int n_threads, float *logits) {
   ep.max_batch_tokens = 64;
   ep.max_sequences = 4;
   ss_engine *e = NULL;
-  if (ss_engine_create(&t->m, &ep, &e) != SS_OK) return -1;
+  if (ss_engine_create(&t->m, &ep, &e, NULL, 0) != SS_OK) return -1;
   int32_t ids[3];
   int pol[3] = {SS_POLICY_STREAMING, SS_POLICY_WINDOW, SS_POLICY_DENSE}, sinks[3] = {4, 0, 0}, cap[3] = {20, 10, 60};
   for (int i = 0; i < 3; i++) {
@@ -211,11 +211,11 @@ static int run_logits(const tiny_model *t, int n_threads, float *logits) {
   int32_t n[3] = {20, 13, 9}, toks[42], fl[3] = {SS_STEP_LOGITS, SS_STEP_LOGITS, SS_STEP_LOGITS};
   for (int i = 0; i < 42; i++) toks[i] = (i * 11 + 2) % V;
   int rc = 0;
-  for (int k = 0; k < 3 && !rc; k++) rc = ss_engine_step(e, 3, ids, n, toks, fl, NULL, NULL, logits, NULL);
+  for (int k = 0; k < 3 && !rc; k++) rc = ss_engine_step(e, 3, ids, n, toks, fl, NULL, NULL, logits, NULL, NULL);
   /* then a few one-token decode steps */
   int32_t one[3] = {1, 1, 1};
   for (int k = 0; k < 5 && !rc; k++)
-    rc = ss_engine_step(e, 3, ids, one, toks + k * 3, fl, NULL, NULL, logits + (size_t)3 * V, NULL);
+    rc = ss_engine_step(e, 3, ids, one, toks + k * 3, fl, NULL, NULL, logits + (size_t)3 * V, NULL, NULL);
   ss_engine_free(e);
   return rc;
 }

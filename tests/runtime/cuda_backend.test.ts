@@ -30,10 +30,12 @@ Deno.test({
   },
 });
 
-async function greedyStream(backend: "cpu" | "cuda", n: number): Promise<number[]> {
+/** Greedy tokens from BOS, and the KV bytes the full cache holds against the engine's per-token figure. */
+async function greedyStream(backend: "cpu" | "cuda", n: number) {
   using model = await loadModel(BIN);
   using engine = await createEngine(model, { backend, threads: 1 });
-  const seq = engine.createSequence({ policy: "streaming", sinks: 4, capacity: 32 });
+  const capacity = 32;
+  const seq = engine.createSequence({ policy: "streaming", sinks: 4, capacity });
   const out: number[] = [];
   let t = model.info.bosTokenId;
   for (let i = 0; i < n; i++) {
@@ -41,7 +43,11 @@ async function greedyStream(backend: "cpu" | "cuda", n: number): Promise<number[
     t = r.token;
     out.push(t);
   }
-  return out;
+  return {
+    tokens: out,
+    perToken: engine.kvBytesPerToken,
+    fullCacheBytes: engine.stats(seq).bytes / capacity,
+  };
 }
 
 Deno.test({
@@ -51,6 +57,10 @@ Deno.test({
     const n = 120; // window 32: ~90 evictions
     const cpu = await greedyStream("cpu", n);
     const cuda = await greedyStream("cuda", n);
-    assert.deepEqual(cuda, cpu);
+    assert.deepEqual(cuda.tokens, cpu.tokens);
+    // KV bytes per token as each backend stores it (f32 on CPU, f16 on CUDA), what a full cache holds
+    assert.equal(cpu.perToken, cpu.fullCacheBytes);
+    assert.equal(cuda.perToken, cuda.fullCacheBytes);
+    assert.equal(cuda.perToken * 2, cpu.perToken);
   },
 });

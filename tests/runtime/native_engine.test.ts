@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { ensureNativeLibrary, nativeLibraryPath } from "../../runtime/ffi.ts";
+import { abiMismatches, ensureNativeLibrary, nativeAbiTable, nativeLibraryPath } from "../../runtime/ffi.ts";
 import { createEngine, isBackendAvailable, loadModel } from "../../runtime/native_engine.ts";
 import {
   ClosedError,
@@ -12,6 +12,7 @@ import {
   SinkstreamError,
 } from "../../runtime/errors.ts";
 import { loadTokenizer } from "../../runtime/tokenizer/mod.ts";
+import type { SequenceOptions, StepItem } from "../../runtime/types.ts";
 import { shared, STORY_PREFIX, STORY_SENTENCE } from "./_shared.ts";
 
 const BIN = shared("models/stories260K/stories260K.bin");
@@ -116,45 +117,165 @@ Deno.test("corrupt or missing model files give typed errors", async () => {
   }
 });
 
-Deno.test("bad step inputs: typed errors and the sequence is unchanged", async () => {
+Deno.test("a bad step item fails alone: its typed error, its sequence unchanged, the others run", async () => {
   using model = await loadModel(BIN);
   using engine = await createEngine(model, { threads: 1 });
   const seq = engine.createSequence();
+  const twin = engine.createSequence();
+  const other = engine.createSequence();
   const ref = engine.createSequence();
-  const [r0] = await engine.step([{ seq, tokens: [1, 403] }, { seq: ref, tokens: [1, 403] }]);
+  const [r0] = await engine.step([{ seq, tokens: [1, 403] }, { seq: twin, tokens: [1, 403] }]);
+  await engine.step([{ seq: other, tokens: [1, 403] }, { seq: ref, tokens: [1, 403] }]);
   const before = engine.stats(seq);
-  await assert.rejects(engine.step([{ seq, tokens: [407, 512] }]), (e) => {
-    assert.ok(e instanceof InvalidArgumentError);
-    assert.equal(e.code, "SS_ERR_INVALID_ARGUMENT");
-    assert.match(e.message, /512/);
-    return true;
-  });
-  await assert.rejects(engine.step([{ seq, tokens: [-1] }]), InvalidArgumentError);
-  await assert.rejects(engine.step([{ seq, tokens: [1.5] }]), InvalidArgumentError);
-  await assert.rejects(engine.step([{ seq, tokens: [] }]), InvalidArgumentError);
-  await assert.rejects(engine.step([{ seq, tokens: [5], target: 9999 }]), InvalidArgumentError);
-  await assert.rejects(engine.step([{ seq, tokens: [5] }, { seq, tokens: [6] }]), InvalidArgumentError);
-  await assert.rejects(engine.step([{ seq: 12345, tokens: [5] }]), NotFoundError);
-  // A failing batch with a valid item changes nothing either.
-  await assert.rejects(engine.step([{ seq, tokens: [407] }, { seq: 12345, tokens: [5] }]), NotFoundError);
+  const bad: [Partial<StepItem>, new (...a: never[]) => SinkstreamError, RegExp][] = [
+    [{ tokens: [407, 512] }, InvalidArgumentError, /token 512 at position 1 outside \[0, 512\)/],
+    [{ tokens: [-1] }, InvalidArgumentError, /token -1/],
+    [{ tokens: [5], target: 9999 }, InvalidArgumentError, /target 9999/],
+    [{ seq: 12345, tokens: [5] }, NotFoundError, /unknown sequence 12345/],
+  ];
+  let t = r0.token;
+  for (const [item, cls, msg] of bad) {
+    // the healthy neighbour runs in the same step and matches its twin run alone
+    const [r, ok] = await engine.step([{ seq, tokens: [5], ...item }, { seq: other, tokens: [t] }]);
+    const [alone] = await engine.step([{ seq: ref, tokens: [t] }]);
+    assert.ok(r.error instanceof cls, `${JSON.stringify(item)}: ${r.error}`);
+    assert.match(r.error.message, msg);
+    assert.equal(r.error.status > 0, true);
+    assert.doesNotMatch(r.error.message, new RegExp(`sequence ${other}\\b`));
+    assert.equal(r.token, -1);
+    assert.equal(ok.error, undefined);
+    assert.equal(ok.token, alone.token);
+    t = ok.token;
+  }
+  // a second item of one sequence fails; the first runs
+  const [first, second] = await engine.step([{ seq: other, tokens: [t] }, { seq: other, tokens: [t] }]);
+  await engine.step([{ seq: ref, tokens: [t] }]);
+  assert.equal(first.error, undefined);
+  assert.ok(second.error instanceof InvalidArgumentError && /twice/.test(second.error.message));
+  // what the C arrays cannot hold is refused before the step, naming the value; an empty item breaks the
+  // token layout and fails the whole step
+  await assert.rejects(engine.step([{ seq, tokens: [1.5] }]), /token must be an integer/);
+  await assert.rejects(engine.step([{ seq, tokens: [2 ** 31] }]), InvalidArgumentError);
+  await assert.rejects(engine.step([{ seq: 0.5, tokens: [5] }]), InvalidArgumentError);
+  await assert.rejects(
+    engine.step([{ seq, tokens: [] }]),
+    (e) => e instanceof InvalidArgumentError && e.status === 1,
+  );
   assert.deepEqual(engine.stats(seq), before);
-  // ... and continues exactly like an untouched twin.
+  // ... and seq continues exactly like its untouched twin.
   const [a] = await engine.step([{ seq, tokens: [r0.token] }]);
-  const [b] = await engine.step([{ seq: ref, tokens: [r0.token] }]);
+  const [b] = await engine.step([{ seq: twin, tokens: [r0.token] }]);
   assert.equal(a.token, b.token);
   assert.throws(() => engine.freeSequence(9999), NotFoundError);
-  assert.throws(() => engine.stats(9999), NotFoundError);
+  assert.throws(() => engine.stats(9999), (e) => e instanceof NotFoundError && e.code === "SS_ERR_NOT_FOUND");
   assert.throws(() => engine.createSequence({ policy: "bogus" as "dense" }), InvalidArgumentError);
-  assert.throws(() => engine.createSequence({ capacity: 0 }), InvalidArgumentError);
+  // capacity 0 means the model's context, as in C
+  assert.equal(engine.stats(engine.createSequence({ capacity: 0 })).capacity, model.info.maxSeqLen);
 });
 
-Deno.test("dense sequence without room: ContextFullError", async () => {
+Deno.test("dense sequence without room: a ContextFullError for that item", async () => {
   using model = await loadModel(BIN);
   using engine = await createEngine(model, { threads: 1 });
   const seq = engine.createSequence({ policy: "dense", capacity: 4 });
   await engine.step([{ seq, tokens: [1, 403, 407, 261], sample: false }]);
-  await assert.rejects(engine.step([{ seq, tokens: [378] }]), ContextFullError);
+  const [r] = await engine.step([{ seq, tokens: [378] }]);
+  assert.ok(r.error instanceof ContextFullError, String(r.error));
+  assert.match(r.error.message, /capacity 4/);
+  assert.equal(r.token, -1);
   assert.equal(engine.stats(seq).cached, 4);
+});
+
+Deno.test("sequence limits and checkSequenceOptions come from the C validator", async () => {
+  using model = await loadModel(BIN);
+  using engine = await createEngine(model, { threads: 1, maxBatchTokens: 4096 });
+  assert.deepEqual(engine.limits, {
+    minCapacity: 2,
+    maxCapacity: 1 << 24,
+    defaultCapacity: model.info.maxSeqLen,
+    maxTopK: 2 ** 31 - 1,
+  });
+  const field = (o: SequenceOptions) => {
+    try {
+      engine.checkSequenceOptions(o);
+      return null;
+    } catch (e) {
+      assert.ok(e instanceof InvalidArgumentError, String(e));
+      return e.field;
+    }
+  };
+  assert.equal(field({ sinks: 8, capacity: 8 }), "sinks");
+  assert.equal(field({ policy: "window", sinks: 8, capacity: 8 }), null); // sinks only matter when streaming
+  assert.equal(field({ capacity: engine.limits.minCapacity - 1 }), "capacity");
+  assert.equal(field({ capacity: engine.limits.maxCapacity + 1 }), "capacity");
+  assert.equal(field({ capacity: 0 }), null);
+  assert.equal(field({ temperature: -1 }), "temperature");
+  assert.equal(field({ temperature: NaN }), "temperature");
+  assert.equal(field({ topP: 0 }), "topP");
+  assert.equal(field({ topK: -1 }), "topK");
+  assert.equal(field({ topK: engine.limits.maxTopK }), null);
+  assert.equal(field({ policy: "bogus" as "dense" }), "policy");
+  // top_k >= 2^31 cannot be represented in the C int32: refused by name, before the engine sees it
+  assert.equal(field({ topK: 2 ** 31 }), "topK");
+  assert.throws(() => engine.checkSequenceOptions({ topK: 2 ** 31 }), /topK must be an integer/);
+  assert.equal(field({ temperature: 1e39 }), "temperature");
+  assert.equal(field({ seed: 2n ** 64n }), "seed");
+  assert.equal(field({ seed: -1 }), null);
+  // the same rules as createSequence, which names the field too
+  assert.throws(
+    () => engine.createSequence({ sinks: 8, capacity: 8 }),
+    (e) => (e as InvalidArgumentError).field === "sinks",
+  );
+  const s = engine.createSequence({ capacity: 8 });
+  assert.throws(() => engine.setSampling(s, { topK: 2 ** 31 }), /topK/);
+  // C's check is thread-safe: allowed while a step is in flight (createSequence is not)
+  const p = engine.step([{
+    seq: s,
+    tokens: Array.from({ length: 2000 }, (_, i) => 3 + (i % 500)),
+    sample: false,
+  }]);
+  assert.equal(engine.busy, true);
+  engine.checkSequenceOptions({ sinks: 4, capacity: 8 });
+  assert.throws(() => engine.checkSequenceOptions({ sinks: 8, capacity: 8 }), InvalidArgumentError);
+  assert.throws(() => engine.createSequence(), EngineBusyError);
+  await p;
+});
+
+Deno.test("kvBytesPerToken is the backend's figure: a full cache holds capacity x that many bytes", async () => {
+  using model = await loadModel(BIN);
+  using engine = await createEngine(model, { threads: 1 });
+  const i = model.info;
+  assert.equal(engine.kvBytesPerToken, 2 * i.nLayers * i.nKvHeads * i.headDim * 4); // CPU cache: f32
+  for (const capacity of [16, 24, 100]) {
+    const seq = engine.createSequence({ policy: "window", capacity });
+    await engine.step([{
+      seq,
+      tokens: Array.from({ length: capacity + 3 }, (_, k) => 3 + k),
+      sample: false,
+    }]);
+    const st = engine.stats(seq);
+    assert.equal(st.cached, capacity);
+    assert.equal(st.bytes, capacity * engine.kvBytesPerToken, `capacity ${capacity}`);
+  }
+});
+
+Deno.test("the ABI described in runtime/ffi.ts matches the library's own table", () => {
+  const table = nativeAbiTable();
+  assert.deepEqual(abiMismatches(table), []);
+  assert.deepEqual(table.get("ss_seq_params.seed"), [24, 8]);
+  const moved = new Map(table);
+  moved.set("ss_seq_params.top_k", [20, 4]);
+  assert.deepEqual(abiMismatches(moved), [
+    "ss_seq_params.top_k: offset 20 in the library, 16 in the binding",
+  ]);
+  const grown = new Map(table);
+  grown.set("ss_seq_stats.n_flushed", [40, 8]);
+  grown.set("ss_seq_stats", [48, 8]);
+  grown.delete("SS_POLICY_DENSE");
+  assert.deepEqual(abiMismatches(grown), [
+    "ss_seq_stats: size 48 in the library, 40 in the binding",
+    "ss_seq_stats.n_flushed is not known to the binding",
+    "SS_POLICY_DENSE is missing from the library",
+  ]);
 });
 
 Deno.test("streaming cache keeps sinks + recent window; stats and cacheIndices", async () => {

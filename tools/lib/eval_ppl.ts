@@ -107,6 +107,7 @@ async function streamNlls(
   const total = tokens.length - 1;
   for (let i = 0; i < total; i++) {
     const [r] = await engine.step([{ seq, tokens: [tokens[i]], sample: false, target: tokens[i + 1] }]);
+    if (r.error) throw r.error;
     nlls.push(logprobToNll(r.targetLogprob, i + 1));
     if (onProgress && (i + 1) % 64 === 0) onProgress(i + 1, total);
   }
@@ -137,6 +138,7 @@ async function recomputeNlls(
             ? { seq, tokens: part, sample: false, target: tokens[i + 1] }
             : { seq, tokens: part, sample: false },
         ]);
+        if (r.error) throw r.error;
         if (last) lp = r.targetLogprob;
       }
       nlls.push(logprobToNll(lp, i + 1));

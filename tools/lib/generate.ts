@@ -79,6 +79,7 @@ export async function generate(opts: GenerateOptions): Promise<GenerateResult> {
       const part = promptTokens.slice(off, off + chunk);
       const last = off + chunk >= promptTokens.length;
       const [r] = await engine.step([{ seq, tokens: part, sample: last }]);
+      if (r.error) throw r.error;
       if (last) next = r.token;
     }
   } catch (e) {
@@ -100,6 +101,7 @@ export async function generate(opts: GenerateOptions): Promise<GenerateResult> {
     if (tokens.length >= maxTokens) break;
     try {
       const [r] = await engine.step([{ seq, tokens: [next] }]);
+      if (r.error) throw r.error;
       next = r.token;
     } catch (e) {
       if (e instanceof ContextFullError) {

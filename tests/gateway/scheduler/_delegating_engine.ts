@@ -24,6 +24,12 @@ export class DelegatingEngine implements Engine {
   get kvBytesPerToken() {
     return this.inner.kvBytesPerToken;
   }
+  get limits() {
+    return this.inner.limits;
+  }
+  checkSequenceOptions(o: SequenceOptions) {
+    this.inner.checkSequenceOptions(o);
+  }
   createSequence(o?: SequenceOptions) {
     return this.inner.createSequence(o);
   }

@@ -27,6 +27,8 @@ class FakeCountingEngine implements Engine {
   };
   backend = "cpu" as const;
   maxBatchTokens = 16;
+  limits = { minCapacity: 2, maxCapacity: 64, defaultCapacity: 64, maxTopK: 100 };
+  checkSequenceOptions() {}
   steps: StepItem[][] = [];
   #next = 0;
   #fed = new Map<number, number>();

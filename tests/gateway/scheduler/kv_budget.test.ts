@@ -1,8 +1,10 @@
 /**
  * KV budget from the engine's own bytes per token (Engine.kvBytesPerToken), not an f32 guess:
- *  - the native engine measures it (stories260K on CPU: 5 layers x 4 KV heads x 8 dims x K,V x f32);
- *  - with an engine that stores f16 (as the CUDA backend does: half the bytes) the same budget
- *    admits twice as many sequences, and the next one gets server_busy (WebSocket and HTTP 429).
+ *  - the native engine's figure (from the C backend) is what a full cache really holds per token:
+ *    the KV memory a sequence filled to capacity reports, divided by its capacity;
+ *  - the scheduler uses the engine's figure: with an engine that stores f16 (as the CUDA backend
+ *    does: half the bytes) the same budget admits twice as many sequences, and the next one gets
+ *    server_busy (WebSocket and HTTP 429).
  */
 import assert from "node:assert/strict";
 import { createApp } from "../../../gateway/app.ts";
@@ -18,10 +20,26 @@ class HalfKvEngine extends DelegatingEngine {
   }
 }
 
-Deno.test("kv budget: the native engine reports its KV bytes per token; the scheduler uses it", async () => {
+Deno.test("kv budget: the engine's KV bytes per token is what a full cache holds; the scheduler uses it", async () => {
   const { engine } = await sharedEngine();
+  const capacity = 48;
+  const seq = engine.createSequence({ policy: "window", capacity });
+  try {
+    const [r] = await engine.step([{
+      seq,
+      tokens: Array.from({ length: capacity + 5 }, (_, k) => 3 + k),
+      sample: false,
+    }]);
+    assert.equal(r.error, undefined);
+    const st = engine.stats(seq);
+    assert.equal(st.cached, capacity);
+    assert.ok(st.bytes > 0);
+    assert.equal(engine.kvBytesPerToken, st.bytes / capacity);
+  } finally {
+    engine.freeSequence(seq);
+  }
   const i = engine.info;
-  assert.equal(engine.kvBytesPerToken, 2 * i.nLayers * i.nKvHeads * i.headDim * 4); // CPU cache: f32
+  assert.equal(engine.kvBytesPerToken, 2 * i.nLayers * i.nKvHeads * i.headDim * 4); // CPU cache: f32 K and V
   const sched = new Scheduler(new HalfKvEngine(engine));
   assert.equal(sched.bytesPerToken, engine.kvBytesPerToken! / 2);
   await sched.close();
