@@ -136,8 +136,8 @@ export interface Tokenizer {
   /**
    * Encode the concatenation of `segments` as one text in which special-token text (e.g. "</s>")
    * becomes its id only inside segments marked `special` (a chat template's markup) and stays plain
-   * text elsewhere (message content). Equals encode(joined text) when no unmarked segment holds
-   * special-token text. Required of a tokenizer whose encode() turns special-token text into ids;
+   * text elsewhere (message content). Equals encode(joined text) when each special token encode()
+   * would find there lies inside a marked segment. Required of a tokenizer whose encode() turns special-token text into ids;
    * without it the gateway encodes the joined text with encode().
    */
   encodeSegments?(segments: readonly TextSegment[]): number[];

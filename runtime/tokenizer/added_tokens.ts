@@ -64,6 +64,29 @@ export class AddedTokenSplitter {
     return false;
   }
 
+  /**
+   * Whether each special token found in the joined text, scanned as one text, lies inside one special
+   * segment — then the segments encode as the joined text does. Content that holds special-token text,
+   * or a special token straddling a segment edge, makes it false.
+   */
+  specialsOnlyInMarkup(segments: readonly TextSegment[]): boolean {
+    if (this.empty) return true;
+    const text = segments.map((s) => s.text).join("");
+    let seg = 0, segStart = 0;
+    for (let i = 0; i < text.length;) {
+      const t = this.#root.next.has(text[i]) ? this.#match(text, i) : undefined;
+      if (!t) {
+        i++;
+        continue;
+      }
+      while (segStart + segments[seg].text.length <= i) segStart += segments[seg++].text.length;
+      const inside = segments[seg].special && i + t.content.length <= segStart + segments[seg].text.length;
+      if (t.special && !inside) return false;
+      i += t.content.length;
+    }
+    return true;
+  }
+
   /** Text and token sections of the joined segments; tokens only from special segments. */
   sections(segments: readonly TextSegment[]): Section[] {
     const out: Section[] = [];

@@ -169,9 +169,8 @@ export class HfTokenizer implements Tokenizer {
   }
 
   encodeSegments(segments: readonly TextSegment[]): number[] {
-    const injected = segments.some((s) => !s.special && this.#specialText.occursIn(s.text));
-    if (!injected) return this.encode(segments.map((s) => s.text).join(""));
-    return this.#encodeSections(segments);
+    if (this.#fast || !this.#added.specialsOnlyInMarkup(segments)) return this.#encodeSections(segments);
+    return this.encode(segments.map((s) => s.text).join(""));
   }
 
   /** Added tokens from markup segments only; the text between them encoded with no special-token parsing. */
