@@ -140,6 +140,7 @@ export function createApp(opts: CreateAppOptions): Gateway {
       shuttingDown ??= (async () => {
         await sessions.shutdown();
         await scheduler.close("shutdown");
+        ctx.renderer.close(); // its tokenizer worker, if a large turn started one
         // HTTP streams end once their jobs are cancelled; then the servers close.
         await Promise.all(servers.map((s) => s.shutdown().catch(() => {})));
       })();
