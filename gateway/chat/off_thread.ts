@@ -69,7 +69,12 @@ export class OffThreadEncoder {
         ),
       );
     }
-    const worker = this.#worker ??= this.#start();
+    let worker: Worker;
+    try {
+      worker = this.#worker ??= this.#start();
+    } catch (e) {
+      return Promise.reject(new Error(`the tokenizer worker cannot start: ${(e as Error).message}`));
+    }
     const id = this.#nextId++;
     this.#pendingChars += chars;
     return new Promise((resolve, reject) => {

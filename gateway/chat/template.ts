@@ -45,6 +45,7 @@ export class ChatRenderer {
   readonly tokenizer: Tokenizer;
   readonly usesTemplate: boolean;
   #offThread: OffThreadEncoder | null = null;
+  #closed = false;
 
   constructor(tokenizer: Tokenizer) {
     this.tokenizer = tokenizer;
@@ -95,11 +96,12 @@ export class ChatRenderer {
   /**
    * encodeTurn off the event loop for large turns (in a Worker holding its own tokenizer and template,
    * loaded from the same files); the same ids. Rejects with EncoderBusyError when the worker's queue is
-   * full. Inline when the turn is small or the tokenizer cannot be loaded in a worker (no `source`).
+   * full. Inline when the turn is small, the tokenizer cannot be loaded in a worker (no `source`), or
+   * after close().
    */
   encodeTurnAsync(messages: ChatMessage[], first: boolean): Promise<number[]> {
     const chars = messages.reduce((n, m) => n + m.content.length, 0);
-    if (chars < INLINE_TURN_CHARS || !this.tokenizer.source) {
+    if (chars < INLINE_TURN_CHARS || !this.tokenizer.source || this.#closed) {
       try {
         return Promise.resolve(this.encodeTurn(messages, first));
       } catch (e) {
@@ -116,8 +118,9 @@ export class ChatRenderer {
     return this.#offThread.encodeTurn(messages, first, chars);
   }
 
-  /** Stop the worker (if one was started); later large turns start a new one. */
+  /** Stop the worker (if one was started; turns waiting in it are rejected); later turns run inline. */
   close(): void {
+    this.#closed = true;
     this.#offThread?.close();
     this.#offThread = null;
   }
