@@ -121,10 +121,10 @@ Deno.test("encodeTurnAsync: the event loop stays responsive while the worker enc
     const took = performance.now() - started;
     clearInterval(timer);
     assert.ok(ids.length > 1 << 20);
-    // Liveness, not a benchmark: inline this turn blocks the loop for its whole encode (seconds here).
+    // Liveness, not a benchmark: inline, this turn blocks the loop for its whole encode (no tick fires).
     const worst = Math.max(...gaps);
     assert.ok(gaps.length >= Math.min(5, took / 40), `${gaps.length} ticks in ${took.toFixed(0)} ms`);
-    assert.ok(worst < 250, `the loop stalled ${worst.toFixed(0)} ms (encode took ${took.toFixed(0)} ms)`);
+    assert.ok(worst < 500, `the loop stalled ${worst.toFixed(0)} ms (encode took ${took.toFixed(0)} ms)`);
   } finally {
     r.close();
   }
