@@ -33,6 +33,15 @@ export function mean(values: number[]): number {
   return values.length === 0 ? NaN : values.reduce((a, b) => a + b, 0) / values.length;
 }
 
+/** An integer flag value in [min, max], or an error naming the flag. */
+export function intFlag(name: string, value: string, min: number, max: number): number {
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < min || n > max) {
+    throw new Error(`--${name} must be an integer in [${min}, ${max}]`);
+  }
+  return n;
+}
+
 export function fmt(value: number, digits = 2): string {
   return Number.isFinite(value) ? value.toFixed(digits) : "n/a";
 }

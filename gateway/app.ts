@@ -90,13 +90,15 @@ export function createApp(opts: CreateAppOptions): Gateway {
         ? c.json({ status: "shutting_down" }, 503)
         : c.json({ status: "ready", model: modelName, backend: engine.backend }),
   );
+  // --metrics-auth: the same origin / Host and Bearer checks as /v1; off, Prometheus scrapers need no key.
+  if (config.metricsAuth) app.use("/metrics", originGuard(config), apiKeyAuth({ keys: config.apiKeys }));
   app.get(
     "/metrics",
     (c) => c.text(metrics.render(), 200, { "content-type": "text/plain; version=0.0.4; charset=utf-8" }),
   );
 
   const v1 = new Hono();
-  v1.use("*", originGuard({ allowed: config.allowedOrigins }));
+  v1.use("*", originGuard(config));
   v1.use("*", apiKeyAuth({ keys: config.apiKeys }));
   v1.get("/realtime", (c) => sessions.handle(c));
   v1.post(
@@ -145,6 +147,7 @@ export function createApp(opts: CreateAppOptions): Gateway {
       shuttingDown ??= (async () => {
         await sessions.shutdown();
         await scheduler.close("shutdown");
+        ctx.renderer.close(); // its tokenizer worker, if a large turn started one
         // HTTP streams end once their jobs are cancelled; then the servers close.
         await Promise.all(servers.map((s) => s.shutdown().catch(() => {})));
       })();

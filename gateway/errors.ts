@@ -31,6 +31,7 @@ export type ErrorCode =
   | "upgrade_required"
   | "invalid_api_key"
   | "origin_not_allowed"
+  | "host_not_allowed"
   // The server's side.
   | "server_busy"
   | "server_shutting_down"

@@ -14,6 +14,7 @@ import {
 import { createApp } from "./app.ts";
 import { ConfigError, loadConfig, usage } from "./config/config.ts";
 import { resolveModel } from "./config/model.ts";
+import { hostCheckApplies } from "./middleware/origin.ts";
 
 function fail(msg: string): never {
   console.error(`sinkstream: ${msg}`);
@@ -33,6 +34,12 @@ async function main(): Promise<void> {
     return;
   }
   const config = loaded.config;
+  if (hostCheckApplies(config)) {
+    console.error(
+      `sinkstream: warning: listening on ${config.host} without --api-key: anyone who can reach it can use ` +
+        "the model (Host names other than IP addresses and localhost need --allow-host)",
+    );
+  }
   const resolved = await resolveModel(config.model, { cacheDir: config.cacheDir }).catch((e) => {
     if (e instanceof ConfigError) fail(e.message);
     throw e;

@@ -155,4 +155,28 @@ export interface Tokenizer {
   readonly chatTemplate?: string;
   /** Special token strings by name, e.g. { bos_token: "<s>" }. */
   readonly specialTokens: Record<string, string>;
+  /**
+   * Encode the concatenation of `segments` as one text in which special-token text (e.g. "</s>")
+   * becomes its id only inside segments marked `special` (a chat template's markup) and stays plain
+   * text elsewhere (message content). Equals encode(joined text) when each special token encode()
+   * would find there lies inside a marked segment. Required of a tokenizer whose encode() turns special-token text into ids;
+   * without it the gateway encodes the joined text with encode().
+   */
+  encodeSegments?(segments: readonly TextSegment[]): number[];
+  /** How to load this same tokenizer again in another isolate (a Worker); absent: it cannot be. */
+  readonly source?: TokenizerSource;
+}
+
+/** A piece of text to encode; `special`: template markup, where special-token text becomes its id. */
+export interface TextSegment {
+  text: string;
+  special: boolean;
+}
+
+/** Where a tokenizer came from, so that a Worker can load it again from the same files. */
+export interface TokenizerSource {
+  /** URL of a module exporting `loadTokenizerFromSource(source: TokenizerSource): Promise<Tokenizer>`. */
+  readonly module: string;
+  /** Structured-cloneable arguments for it (file paths, options). */
+  readonly args: unknown;
 }

@@ -30,6 +30,10 @@ export const ConfigSchema = z.object({
   apiKeys: z.array(z.string().min(1)).default([]),
   /** Allowed browser origins besides same-origin; "*" allows any. */
   allowedOrigins: z.array(z.string().min(1)).default([]),
+  /** Host names allowed without API keys beyond loopback, besides IPs, localhost and --host; "*" = any. */
+  allowedHosts: z.array(z.string().min(1)).default([]),
+  /** Put /metrics behind the API key. */
+  metricsAuth: z.boolean().default(false),
   /** Seconds a disconnected session keeps its cache for a resume. */
   sessionTtl: z.number().min(0).default(60),
   maxFrameBytes: positiveInt.default(256 * 1024),
@@ -56,7 +60,7 @@ export const ConfigSchema = z.object({
   tlsKey: z.string().min(1).optional(),
 }).strict().refine((c) => !!c.tlsCert === !!c.tlsKey, {
   message: "--tls-cert and --tls-key must be given together",
-});
+}).refine((c) => !c.metricsAuth || c.apiKeys.length > 0, { message: "--metrics-auth needs an --api-key" });
 
 export type Config = z.infer<typeof ConfigSchema>;
 export type ConfigInput = z.input<typeof ConfigSchema>;
@@ -65,7 +69,7 @@ export class ConfigError extends Error {
   override name = "ConfigError";
 }
 
-type Kind = "string" | "int" | "number" | "list";
+type Kind = "string" | "int" | "number" | "list" | "bool";
 interface FieldSpec {
   key: keyof Config;
   flag: string;
@@ -105,6 +109,20 @@ const FIELDS: FieldSpec[] = [
     env: "ALLOWED_ORIGINS",
     kind: "list",
     help: "browser origin allowed (repeat; * = any)",
+  },
+  {
+    key: "allowedHosts",
+    flag: "allow-host",
+    env: "ALLOWED_HOSTS",
+    kind: "list",
+    help: "Host name allowed without --api-key beyond loopback (repeat; * = any)",
+  },
+  {
+    key: "metricsAuth",
+    flag: "metrics-auth",
+    env: "METRICS_AUTH",
+    kind: "bool",
+    help: "/metrics needs the API key",
   },
   { key: "sessionTtl", flag: "session-ttl", env: "SESSION_TTL", kind: "number", help: "resume TTL seconds" },
   { key: "maxFrameBytes", flag: "max-frame-bytes", env: "MAX_FRAME_BYTES", kind: "int", help: "frame limit" },
@@ -192,6 +210,11 @@ export function usage(): string {
 function convert(raw: string, kind: Kind, where: string): unknown {
   if (kind === "string") return raw;
   if (kind === "list") return raw.split(",").map((s) => s.trim()).filter((s) => s !== "");
+  if (kind === "bool") {
+    if (/^(1|true|yes)$/i.test(raw.trim())) return true;
+    if (/^(0|false|no)$/i.test(raw.trim())) return false;
+    throw new ConfigError(`${where}: expected true or false, got "${raw}"`);
+  }
   const n = Number(raw);
   if (raw.trim() === "" || !Number.isFinite(n)) {
     throw new ConfigError(`${where}: expected a number, got "${raw}"`);
@@ -219,7 +242,9 @@ export function loadConfig(opts: LoadConfigOptions = {}): LoadedConfig {
     config: { type: "string" },
     help: { type: "boolean" },
   };
-  for (const f of FIELDS) options[f.flag] = { type: "string", multiple: f.kind === "list" };
+  for (const f of FIELDS) {
+    options[f.flag] = { type: f.kind === "bool" ? "boolean" : "string", multiple: f.kind === "list" };
+  }
   let parsed: { values: Record<string, unknown>; positionals: string[] };
   try {
     parsed = parseArgs({ args, options, allowPositionals: true, strict: true });
@@ -265,7 +290,8 @@ export function loadConfig(opts: LoadConfigOptions = {}): LoadedConfig {
     if (v === undefined) continue;
     if (f.kind === "list") {
       merged[f.key] = (v as string[]).flatMap((s) => convert(s, "list", `--${f.flag}`) as string[]);
-    } else merged[f.key] = convert(v as string, f.kind, `--${f.flag}`);
+    } else if (f.kind === "bool") merged[f.key] = v;
+    else merged[f.key] = convert(v as string, f.kind, `--${f.flag}`);
   }
 
   const result = ConfigSchema.safeParse(merged);

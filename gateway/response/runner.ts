@@ -5,7 +5,7 @@
  * (gateway/http/chat_completions.ts).
  *
  *  1. Render (asynchronous: large turns are tokenised off the event loop). A turn that cannot be
- *     rendered ends the run as `invalid`.
+ *     rendered ends the run as `invalid`; one the off-thread encoder has no room for, `server_busy`.
  *  2. Submit through Admission; a refusal (`server_busy`, `server_shutting_down`) ends the run and
  *     nothing of the turn was taken. Otherwise `onStart` runs: the response exists from here on.
  *  3. Stream: each token is detokenised (UTF-8 safe), passed through the stop strings and handed to
@@ -20,18 +20,22 @@
  */
 import { Detokenizer } from "../../runtime/detokenizer.ts";
 import type { CacheStats, SamplingOptions, Tokenizer } from "../../runtime/types.ts";
-import type { ChatMessage } from "../chat/template.ts";
+import { type ChatMessage, EncoderBusyError } from "../chat/template.ts";
 import { StopMatcher } from "../chat/stop.ts";
 import type { Metrics } from "../metrics/metrics.ts";
 import type { Conversation, FinishReason, Scheduler } from "../scheduler/scheduler.ts";
 import { type Admission, isRefusal, type Refusal } from "./admission.ts";
 import { type InputBudget, PROMPT_TOKEN_BYTES } from "./input_budget.ts";
 
-/** Renders a turn to tokens (gateway/chat/template.ts); `encodeTurnAsync` when it has one. */
+/** Renders a turn to tokens (gateway/chat/template.ts: large turns off the event loop). */
 export interface TurnRenderer {
   readonly usesTemplate: boolean;
+  /** The same ids on the calling thread (tests, tools; the runner uses encodeTurnAsync). */
   encodeTurn(messages: ChatMessage[], first: boolean): number[];
-  encodeTurnAsync?(messages: ChatMessage[], first: boolean): Promise<number[]>;
+  /** Rejects with EncoderBusyError when the off-thread encoder's queue is full. */
+  encodeTurnAsync(messages: ChatMessage[], first: boolean): Promise<number[]>;
+  /** Stop what the renderer runs (its worker). */
+  close(): void;
 }
 
 /** What a response needs from the gateway. */
@@ -88,12 +92,6 @@ export type NotStarted =
 
 export type Outcome = Finished | NotStarted;
 
-/** The render stage: always a promise (the synchronous renderer is wrapped until it has an async one). */
-function encodeTurn(renderer: TurnRenderer, messages: ChatMessage[], first: boolean): Promise<number[]> {
-  if (renderer.encodeTurnAsync) return renderer.encodeTurnAsync(messages, first);
-  return Promise.resolve().then(() => renderer.encodeTurn(messages, first));
-}
-
 export class ResponseRun {
   /** Resolves when the turn was submitted (null) or could not be (why). */
   readonly started: Promise<NotStarted | null>;
@@ -122,8 +120,12 @@ export class ResponseRun {
     const { ctx, spec } = this;
     let prompt: number[];
     try {
-      prompt = await encodeTurn(ctx.renderer, spec.messages, spec.first);
+      prompt = await ctx.renderer.encodeTurnAsync(spec.messages, spec.first);
     } catch (e) {
+      if (e instanceof EncoderBusyError) {
+        ctx.metrics.rejected.inc();
+        return this.#notStarted({ kind: "refused", code: "server_busy", message: e.message });
+      }
       return this.#notStarted({ kind: "invalid", message: (e as Error).message });
     }
     if (spec.conv.released) {

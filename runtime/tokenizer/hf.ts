@@ -2,10 +2,18 @@
  * Hugging Face tokenizer.json (+ tokenizer_config.json) via @huggingface/tokenizers.
  * encode() never adds special tokens by itself: pass { bos: true } for BOS (the
  * Tokenizer seam makes BOS/EOS explicit so both tokenizer kinds behave the same).
+ *
+ * encode() turns added-token text ("<s>", "</s>", ...) into its ids, as the library does;
+ * encodeSegments() does so only inside markup segments, so message content can never produce
+ * a control token. SentencePiece-style BPE files take an exact fast path
+ * (sentencepiece_bpe.ts); other shapes run the library's encode.
  */
 import { Tokenizer as HfTokenizerImpl } from "@huggingface/tokenizers";
-import type { Tokenizer } from "../types.ts";
+import type { TextSegment, Tokenizer, TokenizerSource } from "../types.ts";
+import { type AddedTokenInfo, AddedTokenSplitter } from "./added_tokens.ts";
 import { byteLevelDecoder, parseBytePiece } from "./bytes.ts";
+import { SentencePieceBpe } from "./sentencepiece_bpe.ts";
+import { tokenizerSource } from "./source_args.ts";
 
 type Json = Record<string, unknown>;
 
@@ -70,6 +78,18 @@ export class HfTokenizer implements Tokenizer {
   readonly #byteLevel: Map<string, number> | null;
   readonly #special: Set<number>;
   readonly #bytes: (Uint8Array | undefined)[];
+  readonly #json: Json;
+  /** Added tokens as the library matches them on raw text (all but normalized non-special ones). */
+  readonly #added: AddedTokenSplitter;
+  /** Special added tokens only: what must not be matched in content. */
+  readonly #specialText: AddedTokenSplitter;
+  readonly #fast: SentencePieceBpe | null;
+  /** Which encoder runs: the exact fast path for SentencePiece-style BPE, or the library's own. */
+  readonly encoder: "sentencepiece-bpe" | "library";
+  /** The library without its special added tokens (built on first need): encodes content that holds their text. */
+  #plain: HfTokenizerImpl | null = null;
+  /** Set by load(): the file this tokenizer was read from. */
+  source?: TokenizerSource = undefined;
 
   constructor(tokenizerJson: Json, tokenizerConfig: Json = {}, opts: HfTokenizerOptions = {}) {
     this.config = tokenizerConfig;
@@ -100,6 +120,17 @@ export class HfTokenizer implements Tokenizer {
     this.#byteLevel = containsType(tokenizerJson.decoder, "ByteLevel") ? byteLevelDecoder() : null;
     this.addsDummyPrefix = prependsSpace(tokenizerJson);
     this.#bytes = new Array(this.vocabSize);
+    this.#json = tokenizerJson;
+    const added: AddedTokenInfo[] = [];
+    let allSpecialRaw = true;
+    for (const t of this.#tok.get_added_tokens_decoder().values()) {
+      allSpecialRaw &&= t.special && !t.normalized;
+      if (!t.normalized || t.special) added.push(t);
+    }
+    this.#added = new AddedTokenSplitter(added);
+    this.#specialText = new AddedTokenSplitter(added.filter((t) => t.special));
+    this.#fast = SentencePieceBpe.detect(tokenizerJson, tokenizerConfig, this.#tok, allSpecialRaw);
+    this.encoder = this.#fast ? "sentencepiece-bpe" : "library";
   }
 
   /** Read `<dir>/tokenizer.json` (or a tokenizer.json path) and the tokenizer_config.json beside it. */
@@ -117,11 +148,15 @@ export class HfTokenizer implements Tokenizer {
     } catch (e) {
       if (!(e instanceof Deno.errors.NotFound)) throw e;
     }
-    return new HfTokenizer(json, config, opts);
+    const t = new HfTokenizer(json, config, opts);
+    t.source = tokenizerSource({ kind: "hf", path, options: opts });
+    return t;
   }
 
   encode(text: string, options: { bos?: boolean; eos?: boolean } = {}): number[] {
-    const ids = text.length > 0 ? this.#tok.encode(text, { add_special_tokens: false }).ids : [];
+    let ids: number[] = [];
+    if (this.#fast) ids = this.#encodeSections([{ text, special: true }]);
+    else if (text.length > 0) ids = this.#tok.encode(text, { add_special_tokens: false }).ids;
     if (options.bos) {
       if (this.bosId < 0) throw new Error("tokenizer has no BOS token");
       ids.unshift(this.bosId);
@@ -131,6 +166,41 @@ export class HfTokenizer implements Tokenizer {
       ids.push(this.eosId);
     }
     return ids;
+  }
+
+  encodeSegments(segments: readonly TextSegment[]): number[] {
+    if (this.#fast || !this.#added.specialsOnlyInMarkup(segments)) return this.#encodeSections(segments);
+    return this.encode(segments.map((s) => s.text).join(""));
+  }
+
+  /** Added tokens from markup segments only; the text between them encoded with no special-token parsing. */
+  #encodeSections(segments: readonly TextSegment[]): number[] {
+    const ids: number[] = [];
+    for (const s of this.#added.sections(segments)) {
+      if (s.token) {
+        // A non-special added token in markup is text (the section encoders find it again).
+        if (s.token.special) ids.push(s.token.id);
+        else this.#encodeText(s.token.content, ids);
+      } else this.#encodeText(s.text, ids);
+    }
+    return ids;
+  }
+
+  /** Ids of text in which special-token text is plain text. */
+  #encodeText(text: string, out: number[]): void {
+    if (text.length === 0) return;
+    if (this.#fast) return this.#fast.encode(text, out);
+    const lib = this.#specialText.occursIn(text) ? this.#plainLibrary() : this.#tok;
+    for (const id of lib.encode(text, { add_special_tokens: false }).ids) out.push(id);
+  }
+
+  #plainLibrary(): HfTokenizerImpl {
+    if (!this.#plain) {
+      const addedTokens = (this.#json.added_tokens as Json[] | undefined) ?? [];
+      const json = { ...this.#json, added_tokens: addedTokens.filter((t) => t.special !== true) };
+      this.#plain = new HfTokenizerImpl(json, this.config);
+    }
+    return this.#plain;
   }
 
   decode(ids: ArrayLike<number>): string {

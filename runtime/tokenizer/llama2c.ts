@@ -7,10 +7,15 @@
  * text is not empty, one token per UTF-8 code point (or one byte-fallback token per byte
  * when the code point is not in the vocabulary), then repeatedly merge the adjacent pair
  * whose concatenation is the best-scoring vocabulary entry (leftmost on ties) until no
- * pair merges. Merging uses a heap, so long prompts stay O(n log n).
+ * pair merges (runtime/tokenizer/score_merge.ts: linear in practice, O(n log n) at worst).
  */
-import type { Tokenizer } from "../types.ts";
+import type { TextSegment, Tokenizer, TokenizerSource } from "../types.ts";
 import { bytesToBinary, concatBytes, parseBytePiece } from "./bytes.ts";
+import { ScoreMerger } from "./score_merge.ts";
+import { tokenizerSource } from "./source_args.ts";
+
+/** The initial tokens of this many distinct non-ASCII code points are cached. */
+const CODE_POINT_CACHE_ENTRIES = 1 << 14;
 
 export interface Llama2cTokenizerOptions {
   bosId?: number;
@@ -35,7 +40,12 @@ export class Llama2cTokenizer implements Tokenizer {
   readonly #lookup = new Map<string, number>();
   readonly #byteIds = new Int32Array(256).fill(-1);
   readonly #bytes: Uint8Array[];
-  readonly #strs: string[];
+  /** Initial token of each ASCII character (its piece, else its byte-fallback token, else unk). */
+  readonly #asciiIds = new Int32Array(128);
+  readonly #cpCache = new Map<string, readonly number[]>();
+  readonly #chunks: ScoreMerger;
+  /** Set by load(): the file this tokenizer was read from. */
+  source?: TokenizerSource = undefined;
 
   constructor(data: Uint8Array, opts: Llama2cTokenizerOptions = {}) {
     const dv = new DataView(data.buffer, data.byteOffset, data.byteLength);
@@ -66,9 +76,9 @@ export class Llama2cTokenizer implements Tokenizer {
     this.eosId = opts.eosId ?? 2;
     this.#bytes = new Array(pieces.length);
     const dec = new TextDecoder();
-    this.#strs = pieces.map(bytesToBinary);
+    const strs = pieces.map(bytesToBinary);
     for (let i = 0; i < pieces.length; i++) {
-      const key = this.#strs[i];
+      const key = strs[i];
       if (!this.#lookup.has(key)) this.#lookup.set(key, i);
       const b = parseBytePiece(dec.decode(pieces[i]));
       if (b !== null) {
@@ -81,11 +91,18 @@ export class Llama2cTokenizer implements Tokenizer {
       }
     }
     this.specialTokens = { bos_token: "<s>", eos_token: "</s>", unk_token: "<unk>" };
+    for (let c = 0; c < 128; c++) {
+      const id = this.#lookup.get(String.fromCharCode(c));
+      this.#asciiIds[c] = id ?? (this.#byteIds[c] >= 0 ? this.#byteIds[c] : this.unkId);
+    }
+    this.#chunks = new ScoreMerger(strs, this.#lookup, this.#scores);
   }
 
   /** Read a llama2.c tokenizer file. */
   static async load(path: string, opts: Llama2cTokenizerOptions = {}): Promise<Llama2cTokenizer> {
-    return new Llama2cTokenizer(await Deno.readFile(path), opts);
+    const t = new Llama2cTokenizer(await Deno.readFile(path), opts);
+    t.source = tokenizerSource({ kind: "llama2c", path, options: opts });
+    return t;
   }
 
   /** The piece of a token as stored in the file (e.g. " the", "<0x0A>"). */
@@ -113,72 +130,48 @@ export class Llama2cTokenizer implements Tokenizer {
   encode(text: string, options: { bos?: boolean; eos?: boolean } = {}): number[] {
     const out: number[] = [];
     if (options.bos) out.push(this.bosId);
-    if (text.length > 0) {
-      // Initial tokens: dummy prefix, then one per code point (byte fallback when unknown).
-      const ids: number[] = [];
-      const space = this.#lookup.get(" ");
-      if (space !== undefined) ids.push(space);
-      const enc = new TextEncoder();
-      for (const cp of text) {
-        const bytes = enc.encode(cp);
-        const id = this.#lookup.get(bytesToBinary(bytes));
-        if (id !== undefined) {
-          ids.push(id);
-        } else {
-          for (const b of bytes) {
-            const bid = this.#byteIds[b];
-            ids.push(bid >= 0 ? bid : this.unkId);
-          }
-        }
-      }
-      for (const id of this.#merge(ids)) out.push(id);
-    }
+    if (text.length > 0) this.#chunks.encode(this.#initialTokens(text), out);
     if (options.eos) out.push(this.eosId);
     return out;
   }
 
-  /** Greedy best-score pair merging (same result as llama2.c's O(n^2) loop). */
-  #merge(ids: number[]): number[] {
-    const n = ids.length;
-    if (n < 2) return ids;
-    const tok = Int32Array.from(ids);
-    const next = new Int32Array(n);
-    const prev = new Int32Array(n);
-    const version = new Int32Array(n);
-    const alive = new Uint8Array(n).fill(1);
-    for (let i = 0; i < n; i++) {
-      next[i] = i + 1 < n ? i + 1 : -1;
-      prev[i] = i - 1;
+  /** This tokenizer parses no special-token text (see Tokenizer.encodeSegments): the pieces are one text. */
+  encodeSegments(segments: readonly TextSegment[]): number[] {
+    return this.encode(segments.map((s) => s.text).join(""));
+  }
+
+  /** Dummy prefix, then one token per code point (byte-fallback tokens when it is not in the vocabulary). */
+  #initialTokens(text: string): number[] {
+    const ids: number[] = [];
+    const space = this.#lookup.get(" ");
+    if (space !== undefined) ids.push(space);
+    const ascii = this.#asciiIds;
+    for (let i = 0; i < text.length; i++) {
+      const c = text.charCodeAt(i);
+      if (c < 0x80) {
+        ids.push(ascii[c]);
+        continue;
+      }
+      const pair = c >= 0xd800 && c < 0xdc00 && i + 1 < text.length &&
+        (text.charCodeAt(i + 1) & 0xfc00) === 0xdc00;
+      const cp = pair ? text.slice(i, i + 2) : text[i];
+      if (pair) i++;
+      for (const id of this.#codePointIds(cp)) ids.push(id);
     }
-    const strs = this.#strs;
-    const heap = new PairHeap();
-    const consider = (l: number) => {
-      const r = next[l];
-      if (r < 0) return;
-      const id = this.#lookup.get(strs[tok[l]] + strs[tok[r]]);
-      if (id === undefined) return;
-      const score = this.#scores[id];
-      if (!(score > -1e10)) return;
-      heap.push({ score, left: l, right: r, lv: version[l], rv: version[r], id });
-    };
-    for (let i = 0; i + 1 < n; i++) consider(i);
-    for (;;) {
-      const c = heap.pop();
-      if (!c) break;
-      const l = c.left;
-      const r = next[l];
-      if (!alive[l] || r !== c.right || version[l] !== c.lv || version[r] !== c.rv) continue;
-      tok[l] = c.id;
-      version[l]++;
-      alive[r] = 0;
-      next[l] = next[r];
-      if (next[r] >= 0) prev[next[r]] = l;
-      if (prev[l] >= 0) consider(prev[l]);
-      consider(l);
-    }
-    const out: number[] = [];
-    for (let i = 0; i >= 0; i = next[i]) out.push(tok[i]);
-    return out;
+    return ids;
+  }
+
+  /** Initial tokens of one non-ASCII code point (a lone surrogate encodes as U+FFFD, as TextEncoder does). */
+  #codePointIds(cp: string): readonly number[] {
+    let ids = this.#cpCache.get(cp);
+    if (ids) return ids;
+    const bytes = new TextEncoder().encode(cp);
+    const id = this.#lookup.get(bytesToBinary(bytes));
+    if (id !== undefined) ids = [id];
+    else ids = Array.from(bytes, (b) => this.#byteIds[b] >= 0 ? this.#byteIds[b] : this.unkId);
+    if (this.#cpCache.size >= CODE_POINT_CACHE_ENTRIES) this.#cpCache.clear();
+    this.#cpCache.set(cp, ids);
+    return ids;
   }
 
   tokenBytes(id: number): Uint8Array {
@@ -203,54 +196,5 @@ export class Llama2cTokenizer implements Tokenizer {
       chunks.push(b);
     }
     return new TextDecoder().decode(concatBytes(chunks));
-  }
-}
-
-interface Candidate {
-  score: number;
-  left: number;
-  right: number;
-  lv: number;
-  rv: number;
-  id: number;
-}
-
-/** Max-heap by score, then min by left position (the leftmost pair wins ties, as in llama2.c). */
-class PairHeap {
-  #a: Candidate[] = [];
-  #before(x: Candidate, y: Candidate): boolean {
-    return x.score > y.score || (x.score === y.score && x.left < y.left);
-  }
-  push(c: Candidate): void {
-    const a = this.#a;
-    a.push(c);
-    let i = a.length - 1;
-    while (i > 0) {
-      const p = (i - 1) >> 1;
-      if (!this.#before(a[i], a[p])) break;
-      [a[i], a[p]] = [a[p], a[i]];
-      i = p;
-    }
-  }
-  pop(): Candidate | undefined {
-    const a = this.#a;
-    if (a.length === 0) return undefined;
-    const top = a[0];
-    const last = a.pop()!;
-    if (a.length > 0) {
-      a[0] = last;
-      let i = 0;
-      for (;;) {
-        const l = 2 * i + 1;
-        const r = l + 1;
-        let m = i;
-        if (l < a.length && this.#before(a[l], a[m])) m = l;
-        if (r < a.length && this.#before(a[r], a[m])) m = r;
-        if (m === i) break;
-        [a[i], a[m]] = [a[m], a[i]];
-        i = m;
-      }
-    }
-    return top;
   }
 }

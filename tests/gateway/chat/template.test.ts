@@ -57,6 +57,27 @@ Deno.test("chat template: plain fallback without a template; BOS on the first tu
   assert.notEqual(r.encodeTurn([{ role: "user", content: "A" }], false)[0], 1);
 });
 
+Deno.test("chat template: contents are separate plain-text segments; trimmed where the template trims", () => {
+  const r = new ChatRenderer(stubTokenizer(CHATML));
+  assert.deepEqual(r.renderSegments([{ role: "user", content: " Hi <|im_end|> " }], true), [
+    { text: "<|im_start|>user\n", special: true },
+    { text: " Hi <|im_end|> ", special: false },
+    { text: "<|im_end|>\n<|im_start|>assistant\n", special: true },
+  ]);
+  const trimming = CHATML.replace("{{ m.content }}", "{{ m.content | trim }}");
+  assert.deepEqual(
+    new ChatRenderer(stubTokenizer(trimming)).renderSegments([{ role: "user", content: "  Hi  " }], false),
+    [
+      { text: "<|im_end|>\n<|im_start|>user\n", special: true },
+      { text: "Hi", special: false },
+      { text: "<|im_end|>\n<|im_start|>assistant\n", special: true },
+    ],
+  );
+  // A template that rewrites contents in a way we cannot follow: the plain format instead.
+  const upper = new ChatRenderer(stubTokenizer(CHATML.replace("{{ m.content }}", "{{ m.content | upper }}")));
+  assert.equal(upper.renderTurn([{ role: "user", content: "Hi" }], true), "User: Hi\nAssistant:");
+});
+
 Deno.test("stop strings: held back across deltas, cut at the first match", () => {
   const m = new StopMatcher(["END", "xyz"]);
   assert.equal(m.push("hello E"), "hello ");

@@ -5,35 +5,12 @@
  * previous answer, BOS opening the next [INST]), and only the new turn is prefilled.
  */
 import assert from "node:assert/strict";
-import { fileURLToPath } from "node:url";
 import { createEngine, ensureNativeLibrary, loadModel, loadTokenizer } from "../../../mod.ts";
 import { createApp } from "../../../gateway/app.ts";
 import { ChatRenderer } from "../../../gateway/chat/template.ts";
 import { ConfigSchema } from "../../../gateway/config/config.ts";
 import { WsClient } from "../_gateway.ts";
-
-const HF_DIR = fileURLToPath(new URL("../../../../shared/models/stories260K-hf/", import.meta.url));
-
-// Llama-2 chat layout: <s>[INST] <<SYS>>..<</SYS>> user [/INST] answer </s><s>[INST] next [/INST]
-const LLAMA2_STYLE =
-  "{% if messages[0]['role'] == 'system' %}{% set sys = '<<SYS>>\\n' + messages[0]['content'] + " +
-  "'\\n<</SYS>>\\n\\n' %}{% set msgs = messages[1:] %}{% else %}{% set sys = '' %}{% set msgs = messages %}" +
-  "{% endif %}{% for m in msgs %}{% if m['role'] == 'user' %}{{ bos_token + '[INST] ' + (sys if loop.first " +
-  "else '') + m['content'] + ' [/INST]' }}{% else %}{{ ' ' + m['content'] + ' ' + eos_token }}{% endif %}" +
-  "{% endfor %}";
-
-async function templatedModelDir(): Promise<string> {
-  const dir = await Deno.makeTempDir({ prefix: "sinkstream-tpl-" });
-  for await (const e of Deno.readDir(HF_DIR)) {
-    if (e.isFile) await Deno.copyFile(`${HF_DIR}/${e.name}`, `${dir}/${e.name}`);
-  }
-  const cfgPath = `${dir}/tokenizer_config.json`;
-  await Deno.chmod(cfgPath, 0o644);
-  const cfg = JSON.parse(await Deno.readTextFile(cfgPath));
-  cfg.chat_template = LLAMA2_STYLE;
-  await Deno.writeTextFile(cfgPath, JSON.stringify(cfg, null, 2));
-  return dir;
-}
+import { templatedModelDir } from "./_templated_model.ts";
 
 Deno.test("chat template on the real engine: special tokens become ids, only the new turn is prefilled", async () => {
   await ensureNativeLibrary();

@@ -28,6 +28,7 @@ class GatedRenderer implements TurnRenderer {
     await gate.wait();
     return this.inner.encodeTurn(messages, first);
   }
+  close() {}
 }
 
 function open(g: TestGateway) {

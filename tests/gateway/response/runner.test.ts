@@ -4,7 +4,7 @@
  * with a typed outcome instead of a rejected promise, and leave no job running.
  */
 import assert from "node:assert/strict";
-import type { ChatMessage } from "../../../gateway/chat/template.ts";
+import { type ChatMessage, EncoderBusyError } from "../../../gateway/chat/template.ts";
 import { ResponseRun, type ResponseSink, type TurnRenderer } from "../../../gateway/response/runner.ts";
 import { Conversation } from "../../../gateway/scheduler/scheduler.ts";
 import { startGateway, type TestGateway } from "../_gateway.ts";
@@ -33,11 +33,23 @@ Deno.test("response runner: render failure, refusal and a throwing sink end as t
       encodeTurn: () => {
         throw new Error("template raised");
       },
+      encodeTurnAsync: () => Promise.reject(new Error("template raised")),
+      close: () => {},
     };
     const bad = run(g, { onText: () => true }, failing);
     assert.deepEqual(await bad.r.started, { kind: "invalid", message: "template raised" });
     assert.equal((await bad.r.done).kind, "invalid");
     assert.equal(bad.conv.started, false);
+
+    // The off-thread encoder has no room: a refusal the client may retry (server_busy), nothing taken.
+    const full: TurnRenderer = {
+      ...failing,
+      encodeTurnAsync: () => Promise.reject(new EncoderBusyError("the tokenizer worker queue is full")),
+    };
+    const busy = run(g, { onText: () => true }, full);
+    const refused = await busy.r.started;
+    assert.equal(refused?.kind === "refused" && refused.code, "server_busy");
+    assert.equal(busy.conv.started, false);
 
     // The sink throws when the response starts: the job is cancelled, the run ends failed.
     const texts: string[] = [];
