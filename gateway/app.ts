@@ -15,6 +15,7 @@ import { Metrics } from "./metrics/metrics.ts";
 import { apiKeyAuth } from "./middleware/auth.ts";
 import { originGuard } from "./middleware/origin.ts";
 import { SessionManager } from "./realtime/manager.ts";
+import { sessionUpdateSchema } from "./realtime/protocol.ts";
 import { Admission } from "./response/admission.ts";
 import { InputBudget } from "./response/input_budget.ts";
 import { createWebRoutes } from "./web/routes.ts";
@@ -68,6 +69,7 @@ export function createApp(opts: CreateAppOptions): Gateway {
     admission: new Admission(config.maxSessions, metrics),
     inputBudget: new InputBudget(config.inputBudgetMb * 1024 * 1024, metrics),
     maxPromptTokens: config.maxPromptTokens,
+    sessionUpdate: sessionUpdateSchema(engine.limits),
     renderer: new ChatRenderer(tokenizer),
     tokenizer,
     metrics,

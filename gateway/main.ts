@@ -100,7 +100,9 @@ async function main(): Promise<void> {
       const scheme = tls.cert ? "https" : "http";
       console.log(
         `sinkstream: model ${gw.ctx.modelName} (${engine.info.nParams} params, ${engine.backend}), ` +
-          `policy ${config.policy}, sinks ${config.sinks}, window ${config.window || engine.info.maxSeqLen}`,
+          `policy ${config.policy}, sinks ${config.sinks}, window ${
+            config.window || engine.limits.defaultCapacity
+          }`,
       );
       console.log(`sinkstream: listening on ${scheme}://${host}:${addr.port}/`);
     },

@@ -115,10 +115,9 @@ export interface Engine extends Disposable {
   readonly maxBatchTokens: number;
   /**
    * KV-cache bytes one cached token takes in this engine (K and V of every layer, in the cache's
-   * element type: f32 on the CPU backend, f16/bf16 on CUDA). Optional: a consumer that needs it
-   * and finds it missing assumes f32.
+   * element type: f32 on the CPU backend, f16/bf16 on CUDA), as the engine itself reports it.
    */
-  readonly kvBytesPerToken?: number;
+  readonly kvBytesPerToken: number;
   /** Bounds of sequence settings (see SequenceLimits). */
   readonly limits: SequenceLimits;
   /**

@@ -19,7 +19,8 @@ export const ConfigSchema = z.object({
   backend: z.enum(["cpu", "cuda"]).default("cpu"),
   threads: z.number().int().min(0).default(0),
   policy: z.enum(["streaming", "window", "dense"]).default("streaming"),
-  sinks: z.number().int().min(0).max(1024).default(4),
+  /** Checked against the engine's rules at start (gateway/main.ts: Engine.checkSequenceOptions). */
+  sinks: z.number().int().min(0).default(4),
   /** Cache capacity per sequence in tokens; 0 = the model's training context. */
   window: z.number().int().min(0).default(0),
   host: z.string().min(1).default("127.0.0.1"),

@@ -39,8 +39,19 @@ interface Failure {
   param?: string;
 }
 
+/** Where each engine option comes from in the request body (for `error.param`). */
+const REQUEST_PARAM: Record<string, string> = { temperature: "temperature", topP: "top_p", seed: "seed" };
+
 /** Why a completion did not start, as an HTTP error. */
 function notStartedFailure(o: NotStarted): Failure {
+  if (o.kind === "invalid" && o.field !== undefined) {
+    return {
+      status: 400,
+      code: "invalid_value",
+      message: o.message,
+      param: REQUEST_PARAM[o.field] ?? o.field,
+    };
+  }
   if (o.kind === "invalid") {
     return {
       status: 400,

@@ -22,7 +22,8 @@ export const ChatRequestSchema = z.object({
   max_tokens: z.number().int().min(1).nullable().optional(),
   max_completion_tokens: z.number().int().min(1).nullable().optional(),
   temperature: TemperatureSchema.nullable().optional(),
-  top_p: z.number().gt(0).max(1).nullable().optional(),
+  /** In (0, 1]: the engine checks it (Engine.checkSequenceOptions), the error names `top_p`. */
+  top_p: z.number().nullable().optional(),
   seed: z.number().int().min(0).max(Number.MAX_SAFE_INTEGER).nullable().optional(),
   stop: z.union([z.string(), z.array(z.string().min(1)).max(4)]).nullable().optional(),
   n: z.literal(1).nullable().optional(),

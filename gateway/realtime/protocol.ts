@@ -4,39 +4,50 @@
  * unsupported, the `error` event, and the ids of server events.
  */
 import { z } from "zod";
+import type { SequenceLimits } from "../../runtime/types.ts";
 import { TemperatureSchema } from "../config/config.ts";
 import { apiError, type ErrorCode } from "../errors.ts";
 
-/** Our namespaced extension of `session` (session.update) — cache and sampling settings. */
-export const SinkstreamSessionSchema = z.object({
-  policy: z.enum(["streaming", "window", "dense"]).optional(),
-  sinks: z.number().int().min(0).max(1024).optional(),
-  window: z.number().int().min(2).optional(),
-  top_k: z.number().int().min(0).optional(),
-  top_p: z.number().gt(0).max(1).optional(),
-  seed: z.number().int().min(0).max(Number.MAX_SAFE_INTEGER).optional(),
-}).strict();
-export type SinkstreamSession = z.infer<typeof SinkstreamSessionSchema>;
+/**
+ * Our namespaced extension of `session` (session.update) — cache and sampling settings. The numeric
+ * bounds are the engine's (Engine.limits, from the C library); the rules between settings (sinks <
+ * window, top_p in (0, 1]) are checked by the engine itself (Engine.checkSequenceOptions).
+ */
+export function sinkstreamSessionSchema(limits: SequenceLimits) {
+  return z.object({
+    policy: z.enum(["streaming", "window", "dense"]).optional(),
+    sinks: z.number().int().min(0).max(limits.maxCapacity - 1).optional(),
+    window: z.number().int().min(limits.minCapacity).max(limits.maxCapacity).optional(),
+    top_k: z.number().int().min(0).max(limits.maxTopK).optional(),
+    top_p: z.number().optional(),
+    seed: z.number().int().min(0).max(Number.MAX_SAFE_INTEGER).optional(),
+  }).strict();
+}
+export type SinkstreamSession = z.infer<ReturnType<typeof sinkstreamSessionSchema>>;
 
 const maxOutputTokens = z.union([z.number().int().min(1), z.literal("inf")]);
 const temperature = TemperatureSchema;
 const modalities = z.array(z.enum(["text", "audio"]));
 
-export const SessionUpdateSchema = z.object({
-  type: z.literal("session.update"),
-  event_id: z.string().optional(),
-  session: z.looseObject({
-    type: z.enum(["realtime"]).optional(),
-    instructions: z.string().optional(),
-    max_output_tokens: maxOutputTokens.optional(),
-    max_response_output_tokens: maxOutputTokens.optional(),
-    temperature: temperature.optional(),
-    output_modalities: modalities.optional(),
-    modalities: modalities.optional(),
-    model: z.string().optional(),
-    sinkstream: SinkstreamSessionSchema.optional(),
-  }),
-});
+/** `session.update` with the engine's bounds (built once per gateway). */
+export function sessionUpdateSchema(limits: SequenceLimits) {
+  return z.object({
+    type: z.literal("session.update"),
+    event_id: z.string().optional(),
+    session: z.looseObject({
+      type: z.enum(["realtime"]).optional(),
+      instructions: z.string().optional(),
+      max_output_tokens: maxOutputTokens.optional(),
+      max_response_output_tokens: maxOutputTokens.optional(),
+      temperature: temperature.optional(),
+      output_modalities: modalities.optional(),
+      modalities: modalities.optional(),
+      model: z.string().optional(),
+      sinkstream: sinkstreamSessionSchema(limits).optional(),
+    }),
+  });
+}
+export type SessionUpdateSchema = ReturnType<typeof sessionUpdateSchema>;
 
 const ContentSchema = z.object({
   type: z.enum(["input_text", "text", "output_text"]),
@@ -84,7 +95,7 @@ export const ItemDeleteSchema = z.object({
   item_id: z.string(),
 });
 
-export type SessionUpdate = z.infer<typeof SessionUpdateSchema>;
+export type SessionUpdate = z.infer<SessionUpdateSchema>;
 export type ItemCreate = z.infer<typeof ItemCreateSchema>;
 export type ResponseCreate = z.infer<typeof ResponseCreateSchema>;
 export type ResponseCancel = z.infer<typeof ResponseCancelSchema>;

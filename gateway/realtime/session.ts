@@ -6,6 +6,8 @@
  * running response and keeps the session (its cache and the items not yet
  * answered) for a TTL so the client can resume.
  */
+import { InvalidArgumentError } from "../../runtime/errors.ts";
+import type { SamplingOptions } from "../../runtime/types.ts";
 import type { ChatMessage } from "../chat/template.ts";
 import type { Config } from "../config/config.ts";
 import type { ErrorCode } from "../errors.ts";
@@ -21,7 +23,7 @@ import {
   newId,
   ResponseCancelSchema,
   ResponseCreateSchema,
-  SessionUpdateSchema,
+  type SessionUpdateSchema,
   type SinkstreamSession,
   UNSUPPORTED_TYPES,
   zodMessage,
@@ -32,7 +34,20 @@ import { RealtimeResponse, type ResponseHost, type StoredItem } from "./response
 export interface SessionContext extends ResponseContext {
   config: Config;
   modelName: string;
+  /** `session.update` with the engine's bounds (protocol.ts sessionUpdateSchema). */
+  sessionUpdate: SessionUpdateSchema;
 }
+
+/** Where each engine option lives in `session.update` (for `error.param`). */
+const SETTING_PARAM: Record<string, string> = {
+  policy: "session.sinkstream.policy",
+  sinks: "session.sinkstream.sinks",
+  capacity: "session.sinkstream.window",
+  topK: "session.sinkstream.top_k",
+  topP: "session.sinkstream.top_p",
+  seed: "session.sinkstream.seed",
+  temperature: "session.temperature",
+};
 
 /** The minimal socket surface a session writes to (a WebSocket). */
 export interface SessionSocket {
@@ -256,7 +271,7 @@ export class RealtimeSession implements ResponseHost {
   }
 
   #sessionUpdate(obj: unknown, eventId: string | null): void {
-    const r = SessionUpdateSchema.safeParse(obj);
+    const r = this.ctx.sessionUpdate.safeParse(obj);
     if (!r.success) {
       const { message, param } = zodMessage(r.error);
       this.sendError("invalid_value", message, eventId, param);
@@ -286,19 +301,16 @@ export class RealtimeSession implements ResponseHost {
         return;
       }
       const next = { ...this.ext, ...ext };
-      const cap = next.window ?? this.ctx.config.window;
-      const sinks = next.sinks ?? this.ctx.config.sinks;
-      if (cap > 0 && (next.policy ?? this.ctx.config.policy) === "streaming" && sinks >= cap) {
-        this.sendError(
-          "invalid_value",
-          `sinks (${sinks}) must be smaller than window (${cap})`,
-          eventId,
-          "session.sinkstream.sinks",
-        );
-        return;
-      }
-      if (cap > this.ctx.scheduler.engine.info.maxSeqLen * 64) {
-        this.sendError("invalid_value", "window is too large", eventId, "session.sinkstream.window");
+      // The engine's own rules (sinks < window, sampling bounds), checked now rather than at the first
+      // response: a setting it refuses never reaches a response.
+      try {
+        this.ctx.scheduler.engine.checkSequenceOptions({
+          ...sequenceOptions(this.ctx.config, next),
+          ...this.#sampling(next, s.temperature ?? this.temperature),
+        });
+      } catch (e) {
+        if (!(e instanceof InvalidArgumentError)) throw e;
+        this.sendError("invalid_value", e.message, eventId, SETTING_PARAM[e.field ?? ""] ?? "session");
         return;
       }
       this.ext = next;
@@ -388,12 +400,7 @@ export class RealtimeSession implements ResponseHost {
       messages,
       first: this.#turns === 0,
       maxTokens: maxTokens === "inf" ? Infinity : maxTokens,
-      sampling: {
-        temperature: p.temperature ?? this.temperature,
-        topK: this.ext.top_k ?? 0,
-        topP: this.ext.top_p ?? 1,
-        ...(this.ext.seed !== undefined ? { seed: this.ext.seed } : {}),
-      },
+      sampling: this.#sampling(this.ext, p.temperature ?? this.temperature),
       isPaused: () => {
         const s = this.socket;
         return s !== null && s.bufferedAmount > this.ctx.config.backpressureBytes;
@@ -420,12 +427,24 @@ export class RealtimeSession implements ResponseHost {
         return;
       }
       this.#unsent = [...taken, ...this.#unsent];
-      if (o.kind === "invalid") {
+      if (o.kind === "invalid" && o.field !== undefined) {
+        this.sendError("invalid_value", o.message, eventId, SETTING_PARAM[o.field] ?? null);
+      } else if (o.kind === "invalid") {
         this.sendError("invalid_value", `cannot render the turn: ${o.message}`, eventId);
       } else if (o.kind === "too_large") {
         this.sendError("prompt_too_large", `${o.message}; delete items (conversation.item.delete)`, eventId);
       } else this.sendError(o.code, o.message, eventId);
     });
+  }
+
+  /** Sampling options of a response with these session settings. */
+  #sampling(ext: SinkstreamSession, temperature: number): SamplingOptions {
+    return {
+      temperature,
+      topK: ext.top_k ?? 0,
+      topP: ext.top_p ?? 1,
+      ...(ext.seed !== undefined ? { seed: ext.seed } : {}),
+    };
   }
 
   #announce(response: RealtimeResponse): void {

@@ -19,6 +19,7 @@
  * cancel during prefill (D8): what a cancel leaves behind does not depend on when it lands.
  */
 import { Detokenizer } from "../../runtime/detokenizer.ts";
+import { InvalidArgumentError } from "../../runtime/errors.ts";
 import type { CacheStats, SamplingOptions, Tokenizer } from "../../runtime/types.ts";
 import { type ChatMessage, EncoderBusyError } from "../chat/template.ts";
 import { StopMatcher } from "../chat/stop.ts";
@@ -86,7 +87,11 @@ export interface Finished {
 
 /** Why a response never started: a turn that cannot be rendered, one over the prompt cap, or a refusal. */
 export type NotStarted =
-  | { kind: "invalid"; message: string }
+  | {
+    kind: "invalid";
+    message: string; /** The SequenceOptions option at fault, when known. */
+    field?: string;
+  }
   | { kind: "too_large"; message: string }
   | ({ kind: "refused" } & Refusal);
 
@@ -132,6 +137,13 @@ export class ResponseRun {
       // The conversation went away while the turn rendered: there is nothing to keep it in.
       this.#started(null);
       return this.#finished({ reason: "cancelled", detail: this.#cancel ?? "released" }, "");
+    }
+    try {
+      // The engine's rules for the settings (a backstop: the Realtime session checks at session.update).
+      ctx.scheduler.engine.checkSequenceOptions({ ...spec.conv.options, ...spec.sampling });
+    } catch (e) {
+      if (!(e instanceof InvalidArgumentError)) throw e;
+      return this.#notStarted({ kind: "invalid", message: e.message, field: e.field });
     }
     const cap = ctx.maxPromptTokens;
     if (cap > 0 && prompt.length > cap) {

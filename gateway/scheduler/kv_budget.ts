@@ -14,18 +14,13 @@ export class KvBudget {
   #reserved = 0;
 
   constructor(readonly engine: Engine, readonly budgetBytes: number) {
-    // An engine that does not say is assumed to hold K and V of every layer in f32.
-    const i = engine.info;
-    const reported = engine.kvBytesPerToken;
-    this.bytesPerToken = reported !== undefined && Number.isFinite(reported) && reported > 0
-      ? reported
-      : 2 * i.nLayers * i.nKvHeads * i.headDim * 4;
+    this.bytesPerToken = engine.kvBytesPerToken;
   }
 
-  /** Capacity in tokens a conversation with these options may hold (0 / unset = the model's context). */
+  /** Capacity in tokens a conversation with these options may hold (0 / unset = the engine's default). */
   capacityOf(options: SequenceOptions): number {
     const w = options.capacity ?? 0;
-    return w > 0 ? w : this.engine.info.maxSeqLen;
+    return w > 0 ? w : this.engine.limits.defaultCapacity;
   }
 
   get reserved(): number {

@@ -27,6 +27,7 @@ class FakeCountingEngine implements Engine {
   };
   backend = "cpu" as const;
   maxBatchTokens = 16;
+  kvBytesPerToken = 64;
   limits = { minCapacity: 2, maxCapacity: 64, defaultCapacity: 64, maxTopK: 100 };
   checkSequenceOptions() {}
   steps: StepItem[][] = [];
