@@ -18,6 +18,8 @@ import { SessionManager } from "./realtime/manager.ts";
 import { createWebRoutes } from "./web/routes.ts";
 import type { SessionContext } from "./realtime/session.ts";
 import { Scheduler } from "./scheduler/scheduler.ts";
+import { newEventId } from "./realtime/protocol.ts";
+import { listenAndServe, type Server } from "./server/serve.ts";
 
 export interface CreateAppOptions {
   engine: Engine;
@@ -44,8 +46,8 @@ export interface Gateway {
   sessions: SessionManager;
   metrics: Metrics;
   ctx: SessionContext;
-  /** Start a real server (port 0 = any free port). */
-  serve(opts?: ServeOptions): Deno.HttpServer<Deno.NetAddr>;
+  /** Start a real server (port 0 = any free port); throws Deno's listen error (e.g. AddrInUse). */
+  serve(opts?: ServeOptions): Server;
   /** Graceful shutdown: refuse new work, cancel in-flight responses with final events, free every sequence. */
   shutdown(): Promise<void>;
 }
@@ -71,7 +73,7 @@ export function createApp(opts: CreateAppOptions): Gateway {
   const sessions = new SessionManager(ctx);
   const created = Math.floor(Date.now() / 1000);
   let shuttingDown: Promise<void> | null = null;
-  const servers: Deno.HttpServer[] = [];
+  const servers: Server[] = [];
 
   const app = new Hono();
   app.onError((err, c) => openaiError(c, 500, `internal error: ${err.message}`, "internal_error"));
@@ -127,12 +129,40 @@ export function createApp(opts: CreateAppOptions): Gateway {
     metrics,
     ctx,
     serve(so: ServeOptions = {}) {
-      const server = Deno.serve({
+      const server = listenAndServe(app.fetch, {
         hostname: so.hostname ?? config.host,
         port: so.port ?? config.port,
         ...(so.cert && so.key ? { cert: so.cert, key: so.key } : {}),
-        onListen: so.onListen ?? (() => {}),
-      }, app.fetch);
+        limits: {
+          maxHeadBytes: config.maxHeadBytes,
+          headerTimeoutMs: config.headerTimeout * 1000,
+          bodyTimeoutMs: config.bodyTimeout * 1000,
+          maxConnections: config.maxConnections,
+          maxSendBufferBytes: config.maxSendBufferBytes,
+        },
+        websocket: {
+          maxMessageBytes: config.maxFrameBytes,
+          idleTimeoutMs: config.wsIdleTimeout * 1000,
+          // The Realtime error event, as session.ts sends them.
+          errorMessage: (code, message) =>
+            JSON.stringify({
+              event_id: newEventId(),
+              type: "error",
+              error: { type: "invalid_request_error", code, message, param: null, event_id: null },
+            }),
+        },
+        // What the server answers itself (malformed heads, timeouts, bad upgrades): OpenAI-shaped JSON.
+        errorResponse: (status, code, message) =>
+          Response.json({
+            error: {
+              message,
+              type: status >= 500 ? "server_error" : "invalid_request_error",
+              param: null,
+              code,
+            },
+          }, { status }),
+        onListen: so.onListen,
+      });
       servers.push(server);
       return server;
     },
