@@ -15,7 +15,7 @@ import {
   type RequestHead,
   responseHead,
 } from "./http1.ts";
-import { CLOSE_TIMEOUT_MS, READ_CHUNK_BYTES, type ServerLimits } from "./limits.ts";
+import { CLOSE_TIMEOUT_MS, LINGER_MS, READ_CHUNK_BYTES, type ServerLimits } from "./limits.ts";
 import { RequestBody } from "./request_body.ts";
 import { writeResponse } from "./response_writer.ts";
 import { SendQueue } from "./send_queue.ts";
@@ -252,10 +252,10 @@ export class HttpConnection {
 
   /** Flush what is queued, half-close, read and drop what the client still sends, then close (bounded). */
   async #lingeringClose(): Promise<void> {
-    const deadline = Date.now() + CLOSE_TIMEOUT_MS;
-    await withDeadline(this.#queue.flushed(), deadline);
+    await withDeadline(this.#queue.flushed(), Date.now() + CLOSE_TIMEOUT_MS);
     try {
       await this.conn.closeWrite();
+      const deadline = Date.now() + LINGER_MS;
       while ((await this.#reader.fill(deadline)) === "data") this.#reader.consume(this.#reader.size);
     } catch { /* already closed */ }
     this.#closeNow();

@@ -28,15 +28,19 @@ export interface WebSocketLimits {
   idleTimeoutMs: number;
 }
 
-/** How long a closing connection waits for the peer (close handshake, lingering close), ms. */
+/** How long a closing WebSocket waits for the peer's close frame and a closing connection for its
+ * queued bytes to be written, ms. */
 export const CLOSE_TIMEOUT_MS = 10_000;
+/** After an HTTP connection's last response: how long the client's further bytes are read and dropped
+ * (so that closing does not reset the connection before the client has read the response), ms. */
+export const LINGER_MS = 2_000;
 /** Most header fields in one request head (over it: 431). */
 export const MAX_HEADER_FIELDS = 100;
 /** Longest chunk-size line of a chunked request body (size, extensions, CRLF). */
 export const MAX_CHUNK_LINE_BYTES = 1024;
 /** Bytes the server reads from a socket per read call. */
 export const READ_CHUNK_BYTES = 16 * 1024;
-/** Queued writes smaller than this are copied into one buffer and written with one call. */
-export const COALESCE_BYTES = 16 * 1024;
+/** Block size of the send queue: small chunks queued behind a write in flight share blocks this big. */
+export const SEND_BLOCK_BYTES = 16 * 1024;
 /** Shutdown waits this long for connections to finish (close handshakes, last response bytes), ms. */
 export const SHUTDOWN_GRACE_MS = 5_000;

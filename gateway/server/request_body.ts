@@ -80,17 +80,20 @@ export class RequestBody {
     return piece;
   }
 
-  /** The text of the next CRLF-terminated line (consumed), at most `max` bytes long. */
+  /** The text of the next CRLF-terminated line (consumed); `max` counts the CRLF. */
   async #line(max: number): Promise<string> {
     for (;;) {
       const v = this.reader.view();
       const lf = v.indexOf(10);
-      if (lf > 0 && v[lf - 1] === 13 && lf <= max) {
+      if (lf >= 0) {
+        if (lf === 0 || v[lf - 1] !== 13 || lf + 1 > max) {
+          throw new HttpError(400, "bad_body", "malformed chunked body");
+        }
         const s = latin1(v.subarray(0, lf - 1));
         this.reader.consume(lf + 1);
         return s;
       }
-      if (lf >= 0 || v.length > max) throw new HttpError(400, "bad_body", "malformed chunked body");
+      if (v.length >= max) throw new HttpError(400, "bad_body", "malformed chunked body");
       await this.#more();
     }
   }

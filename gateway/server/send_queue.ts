@@ -1,18 +1,25 @@
 /**
  * The one send path of a connection: every byte the server writes (HTTP heads and bodies, WebSocket frames)
- * is queued here, in order, with one `conn.write` in flight at a time; small queued chunks are coalesced
- * into one write. `bufferedAmount` is what is queued and not yet taken by the kernel: the session's
- * backpressure pause and the per-connection hard cap read it.
+ * is queued here, in order, with one `conn.write` in flight at a time. `bufferedAmount` is what is queued
+ * and not yet taken by the kernel: the session's backpressure pause and the per-connection hard cap read it.
+ *
+ * Memory follows `bufferedAmount`: while a write is in flight, small chunks (token deltas, error events)
+ * are copied into shared blocks that are written with one call each, instead of being kept as thousands of
+ * tiny buffers whose per-object overhead would dwarf their bytes. An idle queue writes a chunk as it is.
  */
-import { COALESCE_BYTES } from "./limits.ts";
+import { SEND_BLOCK_BYTES } from "./limits.ts";
+
+/** Chunks up to this size are copied into a block while a write is in flight. */
+const SMALL_CHUNK = SEND_BLOCK_BYTES / 4;
 
 export class SendQueue {
   #chunks: Uint8Array[] = [];
   #head = 0;
+  #block: Uint8Array | null = null;
+  #blockUsed = 0;
   #buffered = 0;
   #writing = false;
   #failed = false;
-  #scratch: Uint8Array | null = null;
   #waiters: { pushed: number; resolve: () => void }[] = [];
   #pushed = 0;
   #written = 0;
@@ -30,13 +37,19 @@ export class SendQueue {
     return this.#failed;
   }
 
-  /** Queue bytes (the queue keeps the reference: do not reuse the buffer). */
+  /** Queue bytes (the queue may keep the reference: do not reuse the buffer). */
   push(bytes: Uint8Array): void {
     if (this.#failed || bytes.length === 0) return;
-    this.#chunks.push(bytes);
     this.#buffered += bytes.length;
     this.#pushed += bytes.length;
-    if (!this.#writing) void this.#run();
+    if (!this.#writing) {
+      this.#chunks.push(bytes);
+      void this.#run();
+    } else if (bytes.length <= SMALL_CHUNK) this.#append(bytes);
+    else {
+      this.#seal();
+      this.#chunks.push(bytes);
+    }
   }
 
   /** Resolves when everything queued so far is written, or the connection failed. */
@@ -45,10 +58,41 @@ export class SendQueue {
     return new Promise((resolve) => this.#waiters.push({ pushed: this.#pushed, resolve }));
   }
 
+  #append(bytes: Uint8Array): void {
+    if (this.#block === null || this.#block.length - this.#blockUsed < bytes.length) {
+      this.#seal();
+      this.#block = new Uint8Array(SEND_BLOCK_BYTES);
+    }
+    this.#block.set(bytes, this.#blockUsed);
+    this.#blockUsed += bytes.length;
+  }
+
+  /** The block being filled joins the chunk list (it is always the newest data). */
+  #seal(): void {
+    if (this.#block !== null && this.#blockUsed > 0) {
+      this.#chunks.push(this.#block.subarray(0, this.#blockUsed));
+    }
+    this.#block = null;
+    this.#blockUsed = 0;
+  }
+
+  #next(): Uint8Array | null {
+    if (this.#head === this.#chunks.length) this.#seal();
+    if (this.#head === this.#chunks.length) return null;
+    const c = this.#chunks[this.#head++];
+    if (this.#head === this.#chunks.length) {
+      this.#chunks = [];
+      this.#head = 0;
+    } else if (this.#head >= 1024 && this.#head * 2 >= this.#chunks.length) {
+      this.#chunks = this.#chunks.slice(this.#head);
+      this.#head = 0;
+    }
+    return c;
+  }
+
   async #run(): Promise<void> {
     this.#writing = true;
-    while (this.#head < this.#chunks.length && !this.#failed) {
-      const data = this.#take();
+    for (let data = this.#next(); data !== null && !this.#failed; data = this.#next()) {
       try {
         for (let off = 0; off < data.length;) {
           const n = await this.conn.write(data.subarray(off));
@@ -62,33 +106,6 @@ export class SendQueue {
       this.#wake();
     }
     this.#writing = false;
-  }
-
-  /** The next write: one chunk, or several small ones copied into the scratch buffer. */
-  #take(): Uint8Array {
-    const first = this.#chunks[this.#head];
-    const next = this.#chunks[this.#head + 1];
-    if (next === undefined || first.length + next.length > COALESCE_BYTES) return this.#shift();
-    this.#scratch ??= new Uint8Array(COALESCE_BYTES);
-    let n = 0;
-    while (this.#head < this.#chunks.length && n + this.#chunks[this.#head].length <= COALESCE_BYTES) {
-      const c = this.#shift();
-      this.#scratch.set(c, n);
-      n += c.length;
-    }
-    return this.#scratch.subarray(0, n);
-  }
-
-  #shift(): Uint8Array {
-    const c = this.#chunks[this.#head++];
-    if (this.#head === this.#chunks.length) {
-      this.#chunks = [];
-      this.#head = 0;
-    } else if (this.#head >= 1024 && this.#head * 2 >= this.#chunks.length) {
-      this.#chunks = this.#chunks.slice(this.#head);
-      this.#head = 0;
-    }
-    return c;
   }
 
   #wake(): void {
@@ -106,6 +123,7 @@ export class SendQueue {
     this.#failed = true;
     this.#chunks = [];
     this.#head = 0;
+    this.#block = null;
     this.#buffered = 0;
     this.#wake();
     this.onFail?.();

@@ -1,8 +1,8 @@
 /**
- * listenAndServe(): our HTTP/1.1 + WebSocket server over Deno.listen / Deno.listenTls (ALPN http/1.1), instead of
- * Deno.serve, so that every limit of docs/gateway.md ("Limits and timeouts") is ours to enforce: head size
- * and time, body time, open connections, bytes queued per connection, WebSocket message size and idle time.
- * The handler is a fetch handler (Hono's `app.fetch`); its second argument is a ServerEnv (upgrade hook).
+ * listenAndServe(): our HTTP/1.1 + WebSocket server over Deno.listen / Deno.listenTls (ALPN http/1.1),
+ * instead of Deno.serve, so that every limit of docs/gateway.md ("Limits and timeouts") is ours to enforce:
+ * head size and time, body time, open connections, bytes queued per connection, WebSocket message size and
+ * idle time. The handler is a fetch handler (Hono's `app.fetch`); its second argument is a ServerEnv.
  */
 import { withDeadline } from "./conn_reader.ts";
 import { type ErrorResponse, type Handler, HttpConnection } from "./http_connection.ts";

@@ -105,17 +105,21 @@ export function frame(opcode: number, payload: Uint8Array): Uint8Array {
 }
 
 const encoder = new TextEncoder();
-/** Strings up to this many UTF-16 units are encoded straight into the frame buffer (one allocation). */
-const INLINE_TEXT = 16 * 1024;
+/** Room kept before an encoded text for the largest frame header. */
+const HEAD_ROOM = 10;
 
-/** A text frame. Small texts: one allocation, the UTF-8 encoded in place after a reserved header. */
+/**
+ * A text frame, in one allocation of exactly its size when the text is ASCII (all our JSON events but
+ * those quoting non-ASCII text); otherwise encoded first, then framed. Never more bytes than it sends
+ * (+ <= 10): queued frames cost what `bufferedAmount` says.
+ */
 export function textFrame(text: string): Uint8Array {
-  if (text.length > INLINE_TEXT) return frame(OP_TEXT, encoder.encode(text));
-  const buf = new Uint8Array(4 + text.length * 3);
-  const n = encoder.encodeInto(text, buf.subarray(4)).written;
-  const h = headerSize(n);
-  writeHeader(buf, 4 - h, OP_TEXT, n);
-  return buf.subarray(4 - h, 4 + n);
+  const buf = new Uint8Array(HEAD_ROOM + text.length);
+  const r = encoder.encodeInto(text, buf.subarray(HEAD_ROOM));
+  if (r.read < text.length) return frame(OP_TEXT, encoder.encode(text));
+  const h = headerSize(r.written);
+  writeHeader(buf, HEAD_ROOM - h, OP_TEXT, r.written);
+  return buf.subarray(HEAD_ROOM - h, HEAD_ROOM + r.written);
 }
 
 /** A close frame's payload: the code, then the reason cut to fit a control frame (125 bytes). */

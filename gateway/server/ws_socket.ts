@@ -2,16 +2,17 @@
  * The server side of one RFC 6455 WebSocket, with the browser `WebSocket` interface (open / message /
  * close events, send, close, readyState, bufferedAmount) so handlers use it like Deno's own.
  *
- * Limits: a message larger than `maxMessageBytes` is refused from its frame header, before its payload is
- * read (error message + close 1009); invalid UTF-8 in a text message: error message + close 1007; a
- * protocol violation (unmasked frame, reserved bits, unknown opcode, bad control frame, bad fragment
- * order): close 1002. Every send goes through the connection's SendQueue; a send while more than
- * `maxSendBufferBytes` are queued ends the socket with one last error message and close 1008, and nothing
- * more is read from the client. The "error message" is the text the app's `errorMessage` builds (an
- * OpenAI error event for the gateway). Silence for `idleTimeoutMs`: a ping; as long again: close 1001.
+ * Limits: a message larger than `maxMessageBytes` is refused from its frame header, before its payload
+ * is read (error message + close 1009, then the connection ends); invalid UTF-8 in a text message: error
+ * message + close 1007; a protocol violation (unmasked frame, reserved bits, unknown opcode, bad control
+ * frame, bad fragment order): close 1002. Every send goes through the connection's SendQueue; a send while
+ * more than `maxSendBufferBytes` are queued ends the socket with one last error message and close 1008.
+ * Once closing, the client's frames are read past (never buffered nor delivered) until its close frame.
+ * The "error message" is the text the app's `errorMessage` builds (an OpenAI error event for the
+ * gateway). Silence for `idleTimeoutMs`: a ping; as long again: close 1001.
  */
 import type { ConnReader } from "./conn_reader.ts";
-import { CLOSE_TIMEOUT_MS, type WebSocketLimits } from "./limits.ts";
+import { CLOSE_TIMEOUT_MS, LINGER_MS, type WebSocketLimits } from "./limits.ts";
 import { SafeEventTarget } from "./safe_event_target.ts";
 import type { SendQueue } from "./send_queue.ts";
 import {
@@ -221,10 +222,9 @@ export class ServerWebSocket extends SafeEventTarget implements WebSocket {
         continue;
       }
       if (!isControl(h.opcode) && (partial?.size ?? 0) + h.length > this.options.maxMessageBytes) {
+        // The payload is never read: the stream is mid-frame from here on, so the connection ends.
         this.#fault("frame_too_large", `message exceeds the limit of ${this.options.maxMessageBytes} bytes`);
-        partial = null;
-        if (!(await this.#skip(h.length))) return this.#abnormal();
-        continue;
+        return await this.#failConnection("message too large", 1009);
       }
       const payload = await this.#payload(h);
       if (payload === null) return this.#abnormal();
@@ -259,10 +259,20 @@ export class ServerWebSocket extends SafeEventTarget implements WebSocket {
     return null;
   }
 
-  /** A protocol violation: close frame (1002), flush, drop the connection (framing can't be trusted). */
+  /**
+   * End a connection whose framing can no longer be followed (a protocol violation, an unread payload):
+   * our close frame, flushed; then half-close and drop what the client still sends for a moment, so that
+   * closing does not reset the connection before the client has read our last frames.
+   */
   async #failConnection(reason: string, code = 1002): Promise<CloseInfo> {
     if (!this.#closeSent) this.#sendClose(code, reason);
     await this.#queue!.flushed();
+    const reader = this.#reader!;
+    try {
+      await this.#conn!.closeWrite();
+      const deadline = Date.now() + LINGER_MS;
+      while ((await reader.fill(deadline)) === "data") reader.consume(reader.size);
+    } catch { /* already closed */ }
     return { code, reason, wasClean: false };
   }
 
@@ -327,8 +337,10 @@ export class ServerWebSocket extends SafeEventTarget implements WebSocket {
   /** The client's close frame: answer it (if we have not closed yet), flush, close TCP (server first). */
   async #onPeerClose(payload: Uint8Array): Promise<CloseInfo> {
     if (payload.length === 1) return await this.#failConnection("close frame with a 1-byte payload");
-    const code = payload.length >= 2 ? (payload[0] << 8) | payload[1] : 1005;
-    if (code !== 1005 && !isValidCloseCode(code)) return await this.#failConnection(`close code ${code}`);
+    const code = payload.length >= 2 ? (payload[0] << 8) | payload[1] : 1005; // 1005: "no code"
+    if (payload.length >= 2 && !isValidCloseCode(code)) {
+      return await this.#failConnection(`close code ${code}`);
+    }
     let reason: string;
     try {
       reason = utf8.decode(payload.subarray(2));
