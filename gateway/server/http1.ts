@@ -35,9 +35,9 @@ const TARGET = /^[\x21-\x7e]+$/;
 const FIELD_VALUE = /^[\t\x20-\x7e\x80-\xff]*$/;
 const CONTENT_LENGTH = /^[0-9]{1,15}$/;
 
-/** Index of the CRLFCRLF that ends a head starting at 0, or -1. */
-export function headEnd(b: Uint8Array): number {
-  for (let i = 3; i < b.length; i++) {
+/** Index of the CRLFCRLF that ends a head starting at 0, or -1; `from`: bytes already searched. */
+export function headEnd(b: Uint8Array, from = 0): number {
+  for (let i = Math.max(3, from); i < b.length; i++) {
     if (b[i] === 10 && b[i - 1] === 13 && b[i - 2] === 10 && b[i - 3] === 13) return i - 3;
   }
   return -1;
@@ -163,4 +163,16 @@ export function responseHead(status: number, fields: Iterable<[string, string]>)
   const out = new Uint8Array(s.length);
   for (let i = 0; i < s.length; i++) out[i] = s.charCodeAt(i);
   return out;
+}
+
+let dateSecond = 0;
+let dateText = "";
+/** The Date field value (RFC 9110 6.6.1), formatted at most once a second. */
+export function httpDate(): string {
+  const now = Math.floor(Date.now() / 1000);
+  if (now !== dateSecond) {
+    dateSecond = now;
+    dateText = new Date(now * 1000).toUTCString();
+  }
+  return dateText;
 }

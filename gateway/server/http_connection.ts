@@ -98,6 +98,7 @@ export class HttpConnection {
     const { maxHeadBytes, headerTimeoutMs } = this.ctx.limits;
     const reader = this.#reader;
     const deadline = Date.now() + headerTimeoutMs;
+    let searched = 0; // a head arriving a byte at a time is searched once, not once per byte
     for (;;) {
       let v = reader.view();
       let blank = 0;
@@ -105,8 +106,10 @@ export class HttpConnection {
       if (blank > 0) {
         reader.consume(blank);
         v = reader.view();
+        searched = 0;
       }
-      const end = headEnd(v);
+      const end = headEnd(v, searched);
+      searched = v.length;
       if (end >= 0 && end + 4 <= maxHeadBytes) {
         const bytes = v.subarray(0, end);
         reader.consume(end + 4);

@@ -5,7 +5,7 @@
  * The stream is read as fast as it yields, so its bytes wait in the SendQueue where the connection's
  * hard cap sees them: past `maxSendBufferBytes` the response is cut and the connection closed.
  */
-import { responseHead } from "./http1.ts";
+import { httpDate, responseHead } from "./http1.ts";
 import type { SendQueue } from "./send_queue.ts";
 
 export interface ResponseTarget {
@@ -31,6 +31,7 @@ const SERVER_FIELDS = new Set([
   "trailer",
   "upgrade",
   "content-length",
+  "date",
 ]);
 /** A read of a stream that already holds its last chunk settles within a few microtask turns. */
 const SETTLED_TURNS = 16;
@@ -41,7 +42,7 @@ const CRLF = new TextEncoder().encode("\r\n");
 
 /** Write `res`; resolves with whether the connection can be kept for another request. */
 export async function writeResponse(res: Response, t: ResponseTarget): Promise<boolean> {
-  const fields: [string, string][] = [];
+  const fields: [string, string][] = [["date", httpDate()]];
   for (const [name, value] of res.headers) if (!SERVER_FIELDS.has(name)) fields.push([name, value]);
   let keepAlive = t.keepAlive;
   const connection = (): [string, string][] =>
@@ -61,28 +62,29 @@ export async function writeResponse(res: Response, t: ResponseTarget): Promise<b
   const reader = res.body.getReader();
   const onAbort = () => void reader.cancel().catch(() => {});
   t.signal.addEventListener("abort", onAbort, { once: true });
+  let headSent = false;
+  const sendHead = (framing: [string, string][]) => {
+    t.queue.push(responseHead(status, [...fields, ...framing, ...connection()]));
+    headSent = true;
+  };
   try {
     const first = await reader.read();
     if (first.done) {
-      t.queue.push(responseHead(status, [...fields, ["content-length", "0"], ...connection()]));
+      sendHead([["content-length", "0"]]);
       return keepAlive;
     }
+    let chunk = bytes(first.value);
     const pending = reader.read();
     const soon = await settledSoon(pending);
     if (soon?.done) {
-      const body = bytes(first.value);
-      t.queue.push(
-        responseHead(status, [...fields, ["content-length", String(body.length)], ...connection()]),
-      );
-      t.queue.push(body);
+      sendHead([["content-length", String(chunk.length)]]);
+      t.queue.push(chunk);
       return keepAlive;
     }
-    if (t.http10) keepAlive = false;
-    else fields.push(["transfer-encoding", "chunked"]);
-    t.queue.push(responseHead(status, [...fields, ...connection()]));
     const chunked = !t.http10;
+    if (!chunked) keepAlive = false; // HTTP/1.0: the body ends with the connection
+    sendHead(chunked ? [["transfer-encoding", "chunked"]] : []);
     let r = soon ?? await pending;
-    let chunk: Uint8Array | undefined = bytes(first.value);
     for (;;) {
       if (chunk.length > 0) pushChunk(t.queue, chunk, chunked);
       if (t.queue.failed || t.queue.bufferedAmount > t.maxSendBufferBytes || t.signal.aborted) {
@@ -96,8 +98,13 @@ export async function writeResponse(res: Response, t: ResponseTarget): Promise<b
     if (chunked) t.queue.push(LAST_CHUNK);
     return keepAlive;
   } catch {
-    // The body stream failed midway: the only honest signal left is closing the connection.
+    // The body stream failed: before the head, a 500; midway, closing is the only honest signal left.
     await reader.cancel().catch(() => {});
+    if (!headSent) {
+      t.queue.push(
+        responseHead(500, [["date", httpDate()], ["content-length", "0"], ["connection", "close"]]),
+      );
+    }
     return false;
   } finally {
     t.signal.removeEventListener("abort", onAbort);

@@ -81,7 +81,7 @@ export class SendQueue {
     if (this.#head === this.#chunks.length) return null;
     const c = this.#chunks[this.#head++];
     if (this.#head === this.#chunks.length) {
-      this.#chunks = [];
+      this.#chunks.length = 0; // the common case (one chunk per write): no new array
       this.#head = 0;
     } else if (this.#head >= 1024 && this.#head * 2 >= this.#chunks.length) {
       this.#chunks = this.#chunks.slice(this.#head);

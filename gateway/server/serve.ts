@@ -37,6 +37,9 @@ export interface Server {
   shutdown(): Promise<void>;
 }
 
+/** Pause after a failed accept (out of file descriptors, say) before the next, ms. */
+const ACCEPT_RETRY_MS = 100;
+
 const plainError: ErrorResponse = (status, _code, message) =>
   new Response(`${message}\n`, { status, headers: { "content-type": "text/plain; charset=utf-8" } });
 
@@ -103,6 +106,7 @@ export function listenAndServe(handler: Handler, opts: ServeOptions): Server {
       } catch (e) {
         if (draining || e instanceof Deno.errors.BadResource || e instanceof Deno.errors.Interrupted) return;
         console.error("sinkstream: accept failed:", (e as Error).message);
+        await new Promise((r) => setTimeout(r, ACCEPT_RETRY_MS)); // e.g. out of file descriptors
         continue;
       }
       if (connections.size >= opts.limits.maxConnections) {

@@ -105,21 +105,30 @@ export function frame(opcode: number, payload: Uint8Array): Uint8Array {
 }
 
 const encoder = new TextEncoder();
-/** Room kept before an encoded text for the largest frame header. */
-const HEAD_ROOM = 10;
 
-/**
- * A text frame, in one allocation of exactly its size when the text is ASCII (all our JSON events but
- * those quoting non-ASCII text); otherwise encoded first, then framed. Never more bytes than it sends
- * (+ <= 10): queued frames cost what `bufferedAmount` says.
- */
+/** Bytes of `text` in UTF-8 (lone surrogates count as U+FFFD, as TextEncoder writes them). */
+function utf8Length(text: string): number {
+  let n = text.length;
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    if (c < 0x80) continue;
+    if (c < 0x800) n += 1;
+    else if (c >= 0xd800 && c < 0xdc00 && (text.charCodeAt(i + 1) & 0xfc00) === 0xdc00) {
+      n += 2; // a surrogate pair: 4 bytes for 2 units
+      i++;
+    } else n += 2;
+  }
+  return n;
+}
+
+/** A text frame in one allocation of exactly its size: queued frames cost what `bufferedAmount` says. */
 export function textFrame(text: string): Uint8Array {
-  const buf = new Uint8Array(HEAD_ROOM + text.length);
-  const r = encoder.encodeInto(text, buf.subarray(HEAD_ROOM));
-  if (r.read < text.length) return frame(OP_TEXT, encoder.encode(text));
-  const h = headerSize(r.written);
-  writeHeader(buf, HEAD_ROOM - h, OP_TEXT, r.written);
-  return buf.subarray(HEAD_ROOM - h, HEAD_ROOM + r.written);
+  const n = utf8Length(text);
+  const h = headerSize(n);
+  const out = new Uint8Array(h + n);
+  writeHeader(out, 0, OP_TEXT, n);
+  encoder.encodeInto(text, out.subarray(h));
+  return out;
 }
 
 /** A close frame's payload: the code, then the reason cut to fit a control frame (125 bytes). */

@@ -89,6 +89,12 @@ Deno.test("http wire: chunked body, 100-continue, pipelining, HEAD and HTTP/1.0 
     await wire.write("GET /healthz HTTP/1.1\r\nHost: x\r\n\r\nGET /v1/models HTTP/1.1\r\nHost: x\r\n\r\n");
     assert.deepEqual(JSON.parse((await wire.response()).body), { status: "ok" });
     assert.equal(JSON.parse((await wire.response()).body).object, "list");
+    // A head that arrives one byte at a time (the terminator split across reads).
+    for (const ch of "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n") {
+      await wire.write(ch);
+      await new Promise((r) => setTimeout(r, 1));
+    }
+    assert.deepEqual(JSON.parse((await wire.response()).body), { status: "ok" });
     // HEAD: the head only, and the connection goes on.
     await wire.write("HEAD /healthz HTTP/1.1\r\nHost: x\r\n\r\n");
     const head = await wire.response({ toHead: true });
