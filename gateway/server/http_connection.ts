@@ -17,9 +17,15 @@ import {
 } from "./http1.ts";
 import { CLOSE_TIMEOUT_MS, LINGER_MS, READ_CHUNK_BYTES, type ServerLimits } from "./limits.ts";
 import { RequestBody } from "./request_body.ts";
-import { writeResponse } from "./response_writer.ts";
+import { writeFinalResponse, writeResponse } from "./response_writer.ts";
 import { SendQueue } from "./send_queue.ts";
-import { handshake, type ServerEnv, type UpgradeOptions, type UpgradeResult } from "./upgrade.ts";
+import {
+  handshake,
+  type ServerEnv,
+  type UpgradeOptions,
+  type UpgradeResult,
+  type UpgradeWebSocket,
+} from "./upgrade.ts";
 import { ServerWebSocket, type WebSocketOptions } from "./ws_socket.ts";
 
 export type Handler = (req: Request, env: ServerEnv) => Response | Promise<Response>;
@@ -138,16 +144,9 @@ export class HttpConnection {
     }
   }
 
-  /** Answer a request we cannot serve (the connection then closes; the body is bytes already). */
+  /** Answer a request we cannot serve; the connection then closes. */
   async #refuse(e: HttpError): Promise<void> {
-    await writeResponse(this.ctx.errorResponse(e.status, e.code, e.message), {
-      queue: this.#queue,
-      headOnly: false,
-      http10: false,
-      keepAlive: false,
-      maxSendBufferBytes: Infinity,
-      signal: new AbortController().signal,
-    });
+    await writeFinalResponse(this.ctx.errorResponse(e.status, e.code, e.message), this.#queue);
   }
 
   /** One request and its response; resolves with whether the connection can carry another. */
@@ -186,32 +185,13 @@ export class HttpConnection {
     else body.onComplete = watch;
     queue.onFail = () => abort.abort();
 
-    let pending: PendingUpgrade | null = null;
+    const upgrade = this.#upgradeHook(head);
     const env: ServerEnv = {
       remoteAddr: this.conn.remoteAddr as Deno.NetAddr,
       get bufferedAmount() {
         return queue.bufferedAmount;
       },
-      upgradeWebSocket: (r: Request, opts?: UpgradeOptions): UpgradeResult => {
-        if (pending !== null) throw new TypeError("upgradeWebSocket called twice for one request");
-        const url = r.url.replace(/^http/, "ws");
-        try {
-          const hs = handshake(r, head.minor === 1, opts);
-          pending = { socket: new ServerWebSocket(url, hs.protocol ?? "", ctx.websocket), ...hs };
-          const headers = { "sec-websocket-accept": hs.accept };
-          return { socket: pending.socket, response: new Response(null, { status: 200, headers }) };
-        } catch (e) {
-          if (!(e instanceof HttpError)) throw e;
-          const socket = new ServerWebSocket(url, "", ctx.websocket);
-          socket.close(); // never opens
-          const response = ctx.errorResponse(e.status, e.code, e.message);
-          if (e.status === 426) {
-            response.headers.set("upgrade", "websocket");
-            response.headers.set("sec-websocket-version", "13");
-          }
-          return { socket, response };
-        }
-      },
+      upgradeWebSocket: upgrade.hook,
     };
     let res: Response;
     try {
@@ -220,7 +200,7 @@ export class HttpConnection {
       console.error("sinkstream: request handler failed:", e);
       res = ctx.errorResponse(500, "internal_error", "internal error");
     }
-    const up = pending as PendingUpgrade | null;
+    const up = upgrade.pending;
     if (up !== null && res.headers.get("sec-websocket-accept") === up.accept) {
       responding = false;
       await res.body?.cancel();
@@ -240,6 +220,35 @@ export class HttpConnection {
     });
     responding = false;
     return keep;
+  }
+
+  /** The upgrade hook of one request; `pending` is the socket its handler accepted, if any. */
+  #upgradeHook(head: RequestHead): { hook: UpgradeWebSocket; pending: PendingUpgrade | null } {
+    const ws = this.ctx.websocket;
+    const out: { hook: UpgradeWebSocket; pending: PendingUpgrade | null } = {
+      pending: null,
+      hook: (r: Request, opts?: UpgradeOptions): UpgradeResult => {
+        if (out.pending !== null) throw new TypeError("upgradeWebSocket called twice for one request");
+        const url = r.url.replace(/^http/, "ws");
+        try {
+          const hs = handshake(r, head.minor === 1, opts);
+          out.pending = { socket: new ServerWebSocket(url, hs.protocol ?? "", ws), ...hs };
+          const headers = { "sec-websocket-accept": hs.accept };
+          return { socket: out.pending.socket, response: new Response(null, { status: 200, headers }) };
+        } catch (e) {
+          if (!(e instanceof HttpError)) throw e;
+          const socket = new ServerWebSocket(url, "", ws);
+          socket.close(); // never opens
+          const response = this.ctx.errorResponse(e.status, e.code, e.message);
+          if (e.status === 426) {
+            response.headers.set("upgrade", "websocket");
+            response.headers.set("sec-websocket-version", "13");
+          }
+          return { socket, response };
+        }
+      },
+    };
+    return out;
   }
 
   #switchToWebSocket(up: PendingUpgrade): void {

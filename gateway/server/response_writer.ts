@@ -111,6 +111,18 @@ export async function writeResponse(res: Response, t: ResponseTarget): Promise<b
   }
 }
 
+/** A short, complete answer of the server's own (an error) on a connection that closes after it. */
+export function writeFinalResponse(res: Response, queue: SendQueue): Promise<boolean> {
+  return writeResponse(res, {
+    queue,
+    headOnly: false,
+    http10: false,
+    keepAlive: false,
+    maxSendBufferBytes: Infinity,
+    signal: new AbortController().signal,
+  });
+}
+
 function bytes(v: unknown): Uint8Array {
   if (v instanceof Uint8Array) return v;
   throw new TypeError("a response body chunk is not a Uint8Array");

@@ -7,7 +7,7 @@
 import { withDeadline } from "./conn_reader.ts";
 import { type ErrorResponse, type Handler, HttpConnection } from "./http_connection.ts";
 import { type ServerLimits, SHUTDOWN_GRACE_MS, type WebSocketLimits } from "./limits.ts";
-import { writeResponse } from "./response_writer.ts";
+import { writeFinalResponse } from "./response_writer.ts";
 import { SendQueue } from "./send_queue.ts";
 import type { WsFault } from "./ws_socket.ts";
 
@@ -84,17 +84,11 @@ export function listenAndServe(handler: Handler, opts: ServeOptions): Server {
       "too_many_connections",
       "the server is at its connection limit; retry later",
     );
-    const done = writeResponse(res, {
-      queue,
-      headOnly: false,
-      http10: false,
-      keepAlive: false,
-      maxSendBufferBytes: Infinity,
-      signal: new AbortController().signal,
-    }).then(() => withDeadline(queue.flushed(), Date.now() + 1000)).finally(() => {
-      conn.close();
-      refusals.delete(done);
-    }).then(() => {});
+    const done = writeFinalResponse(res, queue).then(() => withDeadline(queue.flushed(), Date.now() + 1000))
+      .finally(() => {
+        conn.close();
+        refusals.delete(done);
+      }).then(() => {});
     refusals.add(done);
   };
 

@@ -5,7 +5,7 @@
  */
 import assert from "node:assert/strict";
 import { startGateway } from "../_gateway.ts";
-import { Wire } from "./_wire.ts";
+import { mustSettle, Wire } from "./_wire.ts";
 
 const CHAT = JSON.stringify({ messages: [{ role: "user", content: "Hi" }], max_tokens: 3, temperature: 0 });
 
@@ -132,7 +132,7 @@ Deno.test("http wire: a body that stops arriving gets 408 within --body-timeout,
     );
     // Meanwhile another client is served.
     assert.equal((await fetch(`${g.http}/healthz`)).status, 200);
-    const res = await wire.response();
+    const res = await mustSettle(wire.response(), 20_000, "the 408");
     assert.equal(res.status, 408);
     assert.equal(JSON.parse(res.body).error.code, "body_timeout");
     await wire.closedByServer();
