@@ -10,17 +10,19 @@ import type { Engine, Tokenizer } from "../runtime/types.ts";
 import { ChatRenderer } from "./chat/template.ts";
 import type { Config } from "./config/config.ts";
 import { chatCompletions } from "./http/chat_completions.ts";
+import { apiError } from "./errors.ts";
 import { openaiError } from "./http/errors.ts";
 import { Metrics } from "./metrics/metrics.ts";
 import { apiKeyAuth } from "./middleware/auth.ts";
 import { originGuard } from "./middleware/origin.ts";
 import { SessionManager } from "./realtime/manager.ts";
-import { sessionUpdateSchema } from "./realtime/protocol.ts";
+import { errorEvent, newEventId, sessionUpdateSchema } from "./realtime/protocol.ts";
 import { Admission } from "./response/admission.ts";
 import { InputBudget } from "./response/input_budget.ts";
 import { createWebRoutes } from "./web/routes.ts";
 import type { SessionContext } from "./realtime/session.ts";
 import { Scheduler } from "./scheduler/scheduler.ts";
+import { listenAndServe, type Server } from "./server/serve.ts";
 
 export interface CreateAppOptions {
   engine: Engine;
@@ -47,8 +49,8 @@ export interface Gateway {
   sessions: SessionManager;
   metrics: Metrics;
   ctx: SessionContext;
-  /** Start a real server (port 0 = any free port). */
-  serve(opts?: ServeOptions): Deno.HttpServer<Deno.NetAddr>;
+  /** Start a real server (port 0 = any free port); throws Deno's listen error (e.g. AddrInUse). */
+  serve(opts?: ServeOptions): Server;
   /** Graceful shutdown: refuse new work, cancel in-flight responses with final events, free every sequence. */
   shutdown(): Promise<void>;
 }
@@ -78,7 +80,7 @@ export function createApp(opts: CreateAppOptions): Gateway {
   const sessions = new SessionManager(ctx);
   const created = Math.floor(Date.now() / 1000);
   let shuttingDown: Promise<void> | null = null;
-  const servers: Deno.HttpServer[] = [];
+  const servers: Server[] = [];
 
   const app = new Hono();
   app.onError((err, c) => openaiError(c, 500, `internal error: ${err.message}`, "internal_error"));
@@ -136,12 +138,29 @@ export function createApp(opts: CreateAppOptions): Gateway {
     metrics,
     ctx,
     serve(so: ServeOptions = {}) {
-      const server = Deno.serve({
+      const server = listenAndServe(app.fetch, {
         hostname: so.hostname ?? config.host,
         port: so.port ?? config.port,
         ...(so.cert && so.key ? { cert: so.cert, key: so.key } : {}),
-        onListen: so.onListen ?? (() => {}),
-      }, app.fetch);
+        limits: {
+          maxHeadBytes: config.maxHeadBytes,
+          headerTimeoutMs: config.headerTimeout * 1000,
+          bodyTimeoutMs: config.bodyTimeout * 1000,
+          maxConnections: config.maxConnections,
+          maxSendBufferBytes: config.maxSendBufferBytes,
+        },
+        websocket: {
+          maxMessageBytes: config.maxFrameBytes,
+          idleTimeoutMs: config.wsIdleTimeout * 1000,
+          // The Realtime error event, as the sessions send them.
+          errorMessage: (code, message) =>
+            JSON.stringify({ event_id: newEventId(), ...errorEvent(code, message) }),
+        },
+        // What the server answers itself (malformed heads, timeouts, bad upgrades): OpenAI-shaped JSON.
+        errorResponse: (status, code, message) =>
+          Response.json({ error: apiError(code, message) }, { status }),
+        onListen: so.onListen,
+      });
       servers.push(server);
       return server;
     },

@@ -5,8 +5,14 @@
  * and its `type` follows from it.
  */
 
+import type { HttpErrorCode } from "./server/http1.ts";
+import type { WsFault } from "./server/ws_socket.ts";
+
 /** Every `error.code` the gateway sends (docs/gateway.md lists them per front end). */
 export type ErrorCode =
+  // What our HTTP/WebSocket server answers itself (gateway/server/).
+  | HttpErrorCode
+  | WsFault
   // Client input (both front ends).
   | "invalid_json"
   | "invalid_value"
@@ -45,6 +51,7 @@ const SERVER_SIDE: ReadonlySet<ErrorCode> = new Set<ErrorCode>([
   "server_shutting_down",
   "engine_error",
   "internal_error",
+  "too_many_connections",
 ]);
 
 export interface ApiError {

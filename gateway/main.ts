@@ -21,6 +21,19 @@ function fail(msg: string): never {
   Deno.exit(2);
 }
 
+/** host:port as in a URL (IPv6 in brackets). */
+function hostPort(host: string, port: number): string {
+  return `${host.includes(":") ? `[${host}]` : host}:${port}`;
+}
+
+/** Why listening failed, in a few words (the common cases named, else the error's first line). */
+function listenError(e: unknown): string {
+  if (e instanceof Deno.errors.AddrInUse) return "address in use";
+  if (e instanceof Deno.errors.AddrNotAvailable) return "address not available on this machine";
+  if (e instanceof Deno.errors.PermissionDenied) return "permission denied";
+  return (e instanceof Error ? e.message : String(e)).split("\n")[0];
+}
+
 async function main(): Promise<void> {
   let loaded;
   try {
@@ -93,20 +106,23 @@ async function main(): Promise<void> {
   const tls = config.tlsCert && config.tlsKey
     ? { cert: await Deno.readTextFile(config.tlsCert), key: await Deno.readTextFile(config.tlsKey) }
     : {};
-  gw.serve({
-    ...tls,
-    onListen: (addr) => {
-      const host = addr.hostname.includes(":") ? `[${addr.hostname}]` : addr.hostname;
-      const scheme = tls.cert ? "https" : "http";
-      console.log(
-        `sinkstream: model ${gw.ctx.modelName} (${engine.info.nParams} params, ${engine.backend}), ` +
-          `policy ${config.policy}, sinks ${config.sinks}, window ${
-            config.window || engine.limits.defaultCapacity
-          }`,
-      );
-      console.log(`sinkstream: listening on ${scheme}://${host}:${addr.port}/`);
-    },
-  });
+  try {
+    gw.serve({
+      ...tls,
+      onListen: (addr) => {
+        const scheme = tls.cert ? "https" : "http";
+        console.log(
+          `sinkstream: model ${gw.ctx.modelName} (${engine.info.nParams} params, ${engine.backend}), ` +
+            `policy ${config.policy}, sinks ${config.sinks}, window ${
+              config.window || engine.limits.defaultCapacity
+            }`,
+        );
+        console.log(`sinkstream: listening on ${scheme}://${hostPort(addr.hostname, addr.port)}/`);
+      },
+    });
+  } catch (e) {
+    fail(`cannot listen on ${hostPort(config.host, config.port)}: ${listenError(e)}`);
+  }
   let stopping = false;
   const stop = async (sig: string) => {
     if (stopping) return;

@@ -48,6 +48,14 @@ export const ConfigSchema = z.object({
   inputBudgetMb: z.number().min(0).default(512),
   /** A session whose socket buffers more than this many bytes is paused. */
   backpressureBytes: positiveInt.default(1 << 20),
+  /** Connection limits of gateway/server (docs/gateway.md "Limits and timeouts"); times in seconds. */
+  maxConnections: positiveInt.default(1024),
+  maxHeadBytes: z.number().int().min(1024).default(32 * 1024),
+  headerTimeout: z.number().gt(0).default(10),
+  bodyTimeout: z.number().gt(0).default(30),
+  wsIdleTimeout: z.number().gt(0).default(60),
+  /** Bytes queued for one connection past which it is closed (must exceed backpressureBytes). */
+  maxSendBufferBytes: positiveInt.default(8 << 20),
   maxBatchTokens: positiveInt.default(512),
   /** Largest prefill chunk of one sequence in one step. */
   prefillChunk: positiveInt.default(128),
@@ -61,7 +69,11 @@ export const ConfigSchema = z.object({
   tlsKey: z.string().min(1).optional(),
 }).strict().refine((c) => !!c.tlsCert === !!c.tlsKey, {
   message: "--tls-cert and --tls-key must be given together",
-}).refine((c) => !c.metricsAuth || c.apiKeys.length > 0, { message: "--metrics-auth needs an --api-key" });
+}).refine((c) => !c.metricsAuth || c.apiKeys.length > 0, { message: "--metrics-auth needs an --api-key" })
+  .refine((c) => c.maxSendBufferBytes > c.backpressureBytes, {
+    message: "must be larger than --backpressure-bytes",
+    path: ["maxSendBufferBytes"],
+  });
 
 export type Config = z.infer<typeof ConfigSchema>;
 export type ConfigInput = z.input<typeof ConfigSchema>;
@@ -161,6 +173,48 @@ const FIELDS: FieldSpec[] = [
     env: "BACKPRESSURE_BYTES",
     kind: "int",
     help: "pause threshold",
+  },
+  {
+    key: "maxConnections",
+    flag: "max-connections",
+    env: "MAX_CONNECTIONS",
+    kind: "int",
+    help: "open connections",
+  },
+  {
+    key: "maxHeadBytes",
+    flag: "max-head-bytes",
+    env: "MAX_HEAD_BYTES",
+    kind: "int",
+    help: "HTTP head limit",
+  },
+  {
+    key: "headerTimeout",
+    flag: "header-timeout",
+    env: "HEADER_TIMEOUT",
+    kind: "number",
+    help: "seconds for a request head",
+  },
+  {
+    key: "bodyTimeout",
+    flag: "body-timeout",
+    env: "BODY_TIMEOUT",
+    kind: "number",
+    help: "seconds for a request body",
+  },
+  {
+    key: "wsIdleTimeout",
+    flag: "ws-idle-timeout",
+    env: "WS_IDLE_TIMEOUT",
+    kind: "number",
+    help: "silent seconds before a ping",
+  },
+  {
+    key: "maxSendBufferBytes",
+    flag: "max-send-buffer-bytes",
+    env: "MAX_SEND_BUFFER_BYTES",
+    kind: "int",
+    help: "queued bytes before a close",
   },
   {
     key: "maxBatchTokens",

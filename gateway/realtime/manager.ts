@@ -14,6 +14,7 @@ import { isRefusal, type Refusal, SHUTTING_DOWN, type Slot } from "../response/a
 import type { SessionContext, SessionSocket } from "./session.ts";
 import { RealtimeSession } from "./session.ts";
 import { errorEvent, newEventId } from "./protocol.ts";
+import { upgradeWebSocket } from "../server/upgrade.ts";
 
 function safeEqual(a: string, b: string): boolean {
   if (a.length !== b.length) return false;
@@ -51,9 +52,10 @@ export class SessionManager {
         "upgrade_required",
       );
     }
-    const offered = (req.headers.get("sec-websocket-protocol") ?? "").split(",").map((s) => s.trim());
-    const protocol = offered.includes("realtime") ? "realtime" : undefined;
-    const { socket, response } = Deno.upgradeWebSocket(req, { protocol, idleTimeout: 60 });
+    // Our server's hook (gateway/server/upgrade.ts): selects `realtime` when offered, else the key protocol.
+    const { socket, response } = upgradeWebSocket(c, {
+      protocols: ["realtime", "openai-insecure-api-key.*"],
+    });
     const url = new URL(req.url);
     const resumeId = url.searchParams.get("session_id");
     const resumeToken = url.searchParams.get("resume_token") ?? "";

@@ -8,6 +8,7 @@ import { createEngine, ensureNativeLibrary, loadModel, loadTokenizer } from "../
 import type { Engine, Tokenizer } from "../../runtime/types.ts";
 import { createApp, type Gateway } from "../../gateway/app.ts";
 import { type ConfigInput, ConfigSchema } from "../../gateway/config/config.ts";
+import type { Server } from "../../gateway/server/serve.ts";
 
 export function modelPath(): string {
   const env = Deno.env.get("SINKSTREAM_MODEL");
@@ -32,7 +33,7 @@ export function sharedEngine(): Promise<{ engine: Engine; tokenizer: Tokenizer }
 
 export interface TestGateway {
   gw: Gateway;
-  server: Deno.HttpServer<Deno.NetAddr>;
+  server: Server;
   http: string;
   ws: string;
   close(): Promise<void>;

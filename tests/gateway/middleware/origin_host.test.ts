@@ -59,7 +59,7 @@ Deno.test("host: without API keys beyond loopback, a rebinding page's Host is re
       (await rawRequest(port, "/v1/realtime", upgradeHeaders(evil, `http://${evil}`))).status,
       403,
     );
-    assert.equal(await status(port, {}), 403, "no Host at all");
+    assert.equal(await status(port, {}), 400, "no Host at all: the server refuses it (RFC 9112 bad_host)");
     for (const ok of [`127.0.0.1:${port}`, `[::1]:${port}`, `localhost:${port}`, `app.localhost:${port}`]) {
       assert.equal(await status(port, { Host: ok }), 200, ok);
     }

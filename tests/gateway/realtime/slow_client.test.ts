@@ -1,9 +1,10 @@
 /**
  * Backpressure end to end with a REAL slow client: a raw WebSocket client (tests/gateway/_raw_ws.ts)
- * that stops reading its TCP socket. Checks that (a) Deno's server-side WebSocket.bufferedAmount
- * really grows with the bytes the kernel would not take (it counts frames queued in the server's
- * writer until written: op_ws_get_buffered_amount), so the session pauses, and (b) a normal client
- * keeps streaming to the end meanwhile; once the slow client reads again its response completes.
+ * that stops reading its TCP socket. Checks that (a) the server-side WebSocket.bufferedAmount really
+ * grows with the bytes the kernel would not take (gateway/server/send_queue.ts counts what is queued
+ * until written), so the session pauses, and (b) a normal client keeps streaming to the end meanwhile;
+ * once the slow client reads again its response completes. The send cap (--max-send-buffer-bytes) is
+ * raised over the ~24 MB this test queues: closing at the cap is tests/gateway/server/send_cap.test.ts.
  */
 import assert from "node:assert/strict";
 import type { RealtimeSession } from "../../../gateway/realtime/session.ts";
@@ -20,7 +21,11 @@ async function until(cond: () => boolean, what: string, ms = 15_000): Promise<vo
 
 Deno.test("backpressure: a client that stops reading its socket pauses only its own session", async () => {
   const limit = 256 * 1024;
-  const g = await startGateway({ backpressureBytes: limit, maxFrameBytes: 1 << 20 });
+  const g = await startGateway({
+    backpressureBytes: limit,
+    maxFrameBytes: 1 << 20,
+    maxSendBufferBytes: 64 << 20,
+  });
   const slow = await RawWsClient.connect(g.ws);
   let fast: WsClient | null = null;
   try {
@@ -28,7 +33,7 @@ Deno.test("backpressure: a client that stops reading its socket pauses only its 
     const server = g.gw.sessions.sessions.get(created.session.id) as RealtimeSession;
     assert.ok(server?.socket);
     // Make the server write ~24 MB to a client that reads nothing: every session.updated echoes the
-    // 600 kB instructions. The loopback socket buffers take a few MB; the rest must queue in Deno.
+    // 600 kB instructions. The loopback socket buffers take a few MB; the rest must queue in the server.
     await slow.send({ type: "session.update", session: { instructions: "x".repeat(600_000) } });
     for (let i = 0; i < 40; i++) await slow.send({ type: "session.update", session: {} });
     await slow.send({ type: "session.update", session: { instructions: "" } });
