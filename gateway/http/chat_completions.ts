@@ -26,6 +26,7 @@ import { Conversation } from "../scheduler/scheduler.ts";
 import { ChatRequestSchema, stopStrings, toMessages } from "./chat_request.ts";
 import { openaiError } from "./errors.ts";
 import { SseStream } from "./sse.ts";
+import type { ServerEnv } from "../server/upgrade.ts";
 
 export interface CompletionContext extends ResponseContext {
   config: Config;
@@ -130,6 +131,7 @@ export async function chatCompletions(c: Context, ctx: CompletionContext): Promi
   });
   const cancel = () => run.cancel("client");
   const sse = req.stream ? new SseStream(cancel) : null;
+  const env = c.env as Partial<ServerEnv> | undefined;
   const sink: ResponseSink = sse
     ? {
       onStart: () => sse.send(chunk({ role: "assistant", content: "" }, null)),
@@ -147,6 +149,9 @@ export async function chatCompletions(c: Context, ctx: CompletionContext): Promi
       ...(req.seed != null ? { seed: req.seed } : {}),
     },
     stops: stopStrings(req),
+    // Backpressure, as for a Realtime socket: a stream whose client does not read is paused while the
+    // connection's send queue holds more than --backpressure-bytes (our server says how much, c.env).
+    isPaused: sse && env ? () => (env.bufferedAmount ?? 0) > cfg.backpressureBytes : undefined,
   }, sink);
   // A client that goes away (closes the connection, aborts the fetch) cancels its completion: Deno
   // aborts the request's signal when the connection closes, streaming or not.

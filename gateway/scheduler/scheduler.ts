@@ -268,6 +268,7 @@ export class Scheduler {
         // Idle, or every job paused: wait for a kick, polling paused jobs.
         this.#compact();
         const paused = this.#jobs.length > 0;
+        if (paused) this.#publishGauges(); // every job waits for its client: /metrics says so
         await new Promise<void>((resolve) => {
           this.#wake = resolve;
           if (paused) setTimeout(() => this.#kick(), 5);
