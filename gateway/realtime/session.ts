@@ -8,6 +8,7 @@
  */
 import { InvalidArgumentError } from "../../runtime/errors.ts";
 import type { SamplingOptions } from "../../runtime/types.ts";
+import type { z } from "zod";
 import type { ChatMessage } from "../chat/template.ts";
 import type { Config } from "../config/config.ts";
 import type { ErrorCode } from "../errors.ts";
@@ -270,14 +271,19 @@ export class RealtimeSession implements ResponseHost {
     this.sendError("unknown_event", `unknown event type "${obj.type.slice(0, 80)}"`, eventId, "type");
   }
 
+  /** The event as `schema` reads it, or null after an `invalid_value` error naming what is wrong. */
+  #parse<T>(schema: z.ZodType<T>, obj: unknown, eventId: string | null): T | null {
+    const r = schema.safeParse(obj);
+    if (r.success) return r.data;
+    const { message, param } = zodMessage(r.error);
+    this.sendError("invalid_value", message, eventId, param);
+    return null;
+  }
+
   #sessionUpdate(obj: unknown, eventId: string | null): void {
-    const r = this.ctx.sessionUpdate.safeParse(obj);
-    if (!r.success) {
-      const { message, param } = zodMessage(r.error);
-      this.sendError("invalid_value", message, eventId, param);
-      return;
-    }
-    const s = r.data.session;
+    const r = this.#parse(this.ctx.sessionUpdate, obj, eventId);
+    if (!r) return;
+    const s = r.session;
     const mods = s.output_modalities ?? s.modalities;
     if (mods && mods.includes("audio")) {
       this.sendError(
@@ -324,13 +330,9 @@ export class RealtimeSession implements ResponseHost {
   }
 
   #itemCreate(obj: unknown, eventId: string | null): void {
-    const r = ItemCreateSchema.safeParse(obj);
-    if (!r.success) {
-      const { message, param } = zodMessage(r.error);
-      this.sendError("invalid_value", message, eventId, param);
-      return;
-    }
-    const it = r.data.item;
+    const r = this.#parse(ItemCreateSchema, obj, eventId);
+    if (!r) return;
+    const it = r.item;
     const id = it.id ?? newId("item");
     if (this.#idSet.has(id)) {
       this.sendError("invalid_value", `item id ${id} already exists`, eventId, "item.id");
@@ -363,12 +365,8 @@ export class RealtimeSession implements ResponseHost {
   }
 
   #responseCreate(obj: unknown, eventId: string | null): void {
-    const r = ResponseCreateSchema.safeParse(obj);
-    if (!r.success) {
-      const { message, param } = zodMessage(r.error);
-      this.sendError("invalid_value", message, eventId, param);
-      return;
-    }
+    const r = this.#parse(ResponseCreateSchema, obj, eventId);
+    if (!r) return;
     if (this.active) {
       this.sendError(
         "conversation_already_has_active_response",
@@ -377,7 +375,7 @@ export class RealtimeSession implements ResponseHost {
       );
       return;
     }
-    const p = r.data.response ?? {};
+    const p = r.response ?? {};
     const mods = p.output_modalities ?? p.modalities;
     if (mods && mods.includes("audio")) {
       this.sendError("invalid_value", "audio output is not supported", eventId, "response.output_modalities");
@@ -454,13 +452,9 @@ export class RealtimeSession implements ResponseHost {
   }
 
   #itemDelete(obj: unknown, eventId: string | null): void {
-    const r = ItemDeleteSchema.safeParse(obj);
-    if (!r.success) {
-      const { message, param } = zodMessage(r.error);
-      this.sendError("invalid_value", message, eventId, param);
-      return;
-    }
-    const id = r.data.item_id;
+    const r = this.#parse(ItemDeleteSchema, obj, eventId);
+    if (!r) return;
+    const id = r.item_id;
     const at = this.#unsent.findIndex((p) => p.item.id === id);
     if (at < 0) {
       const why = this.#idSet.has(id)
@@ -478,14 +472,10 @@ export class RealtimeSession implements ResponseHost {
   }
 
   #responseCancel(obj: unknown, eventId: string | null): void {
-    const r = ResponseCancelSchema.safeParse(obj);
-    if (!r.success) {
-      const { message, param } = zodMessage(r.error);
-      this.sendError("invalid_value", message, eventId, param);
-      return;
-    }
+    const r = this.#parse(ResponseCancelSchema, obj, eventId);
+    if (!r) return;
     const a = this.active;
-    if (!a || (r.data.response_id !== undefined && r.data.response_id !== a.response.id)) {
+    if (!a || (r.response_id !== undefined && r.response_id !== a.response.id)) {
       this.sendError("response_cancel_not_active", "there is no active response to cancel", eventId);
       return;
     }
