@@ -106,6 +106,21 @@ async function main(): Promise<void> {
   const tls = config.tlsCert && config.tlsKey
     ? { cert: await Deno.readTextFile(config.tlsCert), key: await Deno.readTextFile(config.tlsKey) }
     : {};
+  // Signal handlers before the "listening" line: whoever reads that line may stop us at once.
+  let stopping = false;
+  const stop = async (sig: string) => {
+    if (stopping) return;
+    stopping = true;
+    console.log(`sinkstream: ${sig}: shutting down`);
+    const force = setTimeout(() => Deno.exit(1), 10_000);
+    await gw.shutdown();
+    engine.close();
+    model.close();
+    clearTimeout(force);
+    Deno.exit(0);
+  };
+  Deno.addSignalListener("SIGINT", () => void stop("SIGINT"));
+  Deno.addSignalListener("SIGTERM", () => void stop("SIGTERM"));
   try {
     gw.serve({
       ...tls,
@@ -123,20 +138,6 @@ async function main(): Promise<void> {
   } catch (e) {
     fail(`cannot listen on ${hostPort(config.host, config.port)}: ${listenError(e)}`);
   }
-  let stopping = false;
-  const stop = async (sig: string) => {
-    if (stopping) return;
-    stopping = true;
-    console.log(`sinkstream: ${sig}: shutting down`);
-    const force = setTimeout(() => Deno.exit(1), 10_000);
-    await gw.shutdown();
-    engine.close();
-    model.close();
-    clearTimeout(force);
-    Deno.exit(0);
-  };
-  Deno.addSignalListener("SIGINT", () => void stop("SIGINT"));
-  Deno.addSignalListener("SIGTERM", () => void stop("SIGTERM"));
 }
 
 if (import.meta.main) await main();
