@@ -159,6 +159,31 @@ export class Wire {
   }
 }
 
+/**
+ * Read server frames for up to `ms` or until the close frame: how many text messages came, their payload
+ * bytes, the last one, and the close code (1005 for a close frame without one; null when none came).
+ */
+export async function readToClose(wire: Wire, ms: number) {
+  const seen = { texts: 0, bytes: 0, lastText: null as string | null, close: null as number | null };
+  let last: Uint8Array | null = null;
+  const reading = (async () => {
+    for (let f = await wire.frame(); f !== null; f = await wire.frame()) {
+      if (f.opcode === 0x1) {
+        seen.texts++;
+        seen.bytes += f.payload.length;
+        last = f.payload;
+      }
+      if (f.opcode === 0x8) {
+        seen.close = f.payload.length >= 2 ? (f.payload[0] << 8) | f.payload[1] : 1005;
+        return;
+      }
+    }
+  })();
+  await mustSettle(reading, ms, "the close").catch(() => {}); // the caller closes the wire, ending the read
+  if (last !== null) seen.lastText = dec.decode(last);
+  return seen;
+}
+
 /** A fresh Sec-WebSocket-Key and the Sec-WebSocket-Accept the server must answer with. */
 export function wsKey(): { key: string; accept: string } {
   const key = Buffer.from(crypto.getRandomValues(new Uint8Array(16))).toString("base64");
