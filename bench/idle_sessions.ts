@@ -1,5 +1,5 @@
 /**
- * Idle-session memory benchmark: starts the gateway as a subprocess (`deno task start`) on a free
+ * Idle-session memory benchmark: starts the gateway as a subprocess (bench/gateway_process.ts) on a
  * loopback port, opens N WebSocket sessions that each wait for `session.created` and then stay
  * idle, and reads the gateway's resident memory (VmRSS from /proc) before and after.
  *
@@ -9,15 +9,8 @@
  * RSS with all sessions open is over --target-mb. Bounded: --timeout-s for the whole run.
  */
 import { parseArgs } from "node:util";
-import {
-  assertLoopback,
-  freePort,
-  RealtimeSession,
-  realtimeUrl,
-  sleep,
-  treeRss,
-  waitHealthy,
-} from "./lib.ts";
+import { SHARED_MODEL, startGatewayProcess } from "./gateway_process.ts";
+import { assertLoopback, RealtimeSession, realtimeUrl, sleep, treeRss } from "./lib.ts";
 
 const HELP = `usage: deno task bench:idle [flags]
   --sessions N      idle sessions to open (default 1000)
@@ -67,8 +60,7 @@ function parseFlags() {
   return {
     sessions: num("sessions", values.sessions, 1, 20_000),
     targetMb: num("target-mb", values["target-mb"], 1, 1_000_000),
-    model: values.model ??
-      new URL("../../shared/models/stories260K/stories260K.bin", import.meta.url).pathname,
+    model: values.model ?? SHARED_MODEL,
     url,
     pid: values.pid ? num("pid", values.pid, 1, 2 ** 31) : null,
     batch: num("batch", values.batch, 1, 10_000),
@@ -78,65 +70,11 @@ function parseFlags() {
   };
 }
 
+/** The gateway measured: a subprocess of ours, or one already running (then stop() leaves it alone). */
 interface Gateway {
   url: URL;
   pid: number;
-  stop(): Promise<void>;
-}
-
-async function startGateway(model: string, sessions: number, timeoutMs: number): Promise<Gateway> {
-  const port = freePort();
-  const repo = new URL("..", import.meta.url).pathname;
-  const child = new Deno.Command(Deno.execPath(), {
-    args: [
-      "task",
-      "start",
-      "--host",
-      "127.0.0.1",
-      "--port",
-      String(port),
-      "--max-sessions",
-      String(sessions + 16),
-    ],
-    cwd: repo,
-    env: { SINKSTREAM_MODEL: model },
-    stdin: "null",
-    stdout: "null",
-    stderr: "piped",
-  }).spawn();
-  // Keep the last lines of stderr for the error message, without letting the pipe fill up.
-  let tail = "";
-  const drained = (async () => {
-    const decoder = new TextDecoder();
-    for await (const chunk of child.stderr) {
-      tail = (tail + decoder.decode(chunk, { stream: true })).slice(-4000);
-    }
-  })();
-  const url = new URL(`http://127.0.0.1:${port}`);
-  const stop = async () => {
-    try {
-      child.kill("SIGTERM");
-    } catch {
-      // already gone
-    }
-    const killer = setTimeout(() => {
-      try {
-        child.kill("SIGKILL");
-      } catch {
-        // gone
-      }
-    }, 5_000);
-    await child.status;
-    clearTimeout(killer);
-    await drained.catch(() => {});
-  };
-  try {
-    await waitHealthy(url, timeoutMs, child.status);
-  } catch (err) {
-    await stop();
-    throw new Error(`${(err as Error).message}\n--- gateway stderr ---\n${tail}`);
-  }
-  return { url, pid: child.pid, stop };
+  stop(): Promise<unknown>;
 }
 
 async function main() {
@@ -144,7 +82,11 @@ async function main() {
   const deadline = performance.now() + opts.timeoutS * 1000;
   const gw: Gateway = opts.url && opts.pid
     ? { url: opts.url, pid: opts.pid, stop: () => Promise.resolve() }
-    : await startGateway(opts.model, opts.sessions, Math.min(60_000, opts.timeoutS * 1000));
+    : await startGatewayProcess({
+      model: opts.model,
+      args: ["--max-sessions", String(opts.sessions + 16)],
+      startTimeoutMs: Math.min(60_000, opts.timeoutS * 1000),
+    });
   const sessions: RealtimeSession[] = [];
   let failures = 0;
   let firstError = "";

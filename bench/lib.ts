@@ -1,5 +1,5 @@
 /**
- * Shared pieces of the benchmark tools: a minimal Realtime (text subset) client session,
+ * Shared pieces of the benchmark tools: MT-Bench prompts, a minimal Realtime (text subset) client session,
  * percentiles, a Prometheus text parser, process-tree RSS, and the loopback-only guard.
  */
 
@@ -44,6 +44,32 @@ export function intFlag(name: string, value: string, min: number, max: number): 
 
 export function fmt(value: number, digits = 2): string {
   return Number.isFinite(value) ? value.toFixed(digits) : "n/a";
+}
+
+/** MT-Bench questions of ../shared (one JSON object a line). */
+export const SHARED_PROMPTS = new URL("../../shared/data/mt_bench.jsonl", import.meta.url).pathname;
+
+export interface Prompt {
+  question_id: number;
+  category: string;
+  turns: string[];
+}
+
+export function loadPrompts(path: string): Prompt[] {
+  const prompts = Deno.readTextFileSync(path).split("\n").filter((l) => l.trim() !== "").map((l) =>
+    JSON.parse(l) as Prompt
+  );
+  if (prompts.length === 0) throw new Error(`no prompts in ${path}`);
+  return prompts;
+}
+
+/**
+ * The user turn of round `round` of session `session`: each session walks the MT-Bench list from its
+ * own offset, a question's turns in order (deterministic, so two runs hold the same conversations).
+ */
+export function mtBenchTurn(prompts: Prompt[], session: number, round: number): string {
+  const q = prompts[(session + Math.floor(round / 2)) % prompts.length];
+  return q.turns[round % q.turns.length];
 }
 
 // deno-lint-ignore no-explicit-any

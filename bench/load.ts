@@ -18,19 +18,17 @@ import {
   fetchMetrics,
   fmt,
   histogramQuantile,
+  loadPrompts,
   mean,
   metricSum,
+  mtBenchTurn,
   percentile,
+  type Prompt,
   RealtimeSession,
   realtimeUrl,
   type Sample,
+  SHARED_PROMPTS,
 } from "./lib.ts";
-
-interface Prompt {
-  question_id: number;
-  category: string;
-  turns: string[];
-}
 
 interface RoundResult {
   ok: boolean;
@@ -89,18 +87,10 @@ function parseFlags() {
     rounds: int("rounds", values.rounds, 1, 10_000),
     maxTokens: int("max-tokens", values["max-tokens"], 1, 1_000_000),
     durationS: int("duration-s", values["duration-s"], 1, 86_400),
-    prompts: values.prompts ?? new URL("../../shared/data/mt_bench.jsonl", import.meta.url).pathname,
+    prompts: values.prompts ?? SHARED_PROMPTS,
     apiKey: values["api-key"],
     json: values.json,
   };
-}
-
-function loadPrompts(path: string): Prompt[] {
-  const prompts = Deno.readTextFileSync(path).split("\n").filter((l) => l.trim() !== "").map((l) =>
-    JSON.parse(l) as Prompt
-  );
-  if (prompts.length === 0) throw new Error(`no prompts in ${path}`);
-  return prompts;
 }
 
 /** Cancel the in-flight response and stop when this signal fires. */
@@ -162,12 +152,9 @@ async function runSession(
     await s.until(["session.created"], 30_000);
     s.send({ type: "session.update", session: { max_output_tokens: opts.maxTokens } });
     await s.until(["session.updated"], 30_000);
-    // Each session walks the MT-Bench list from its own offset; a question's two turns go in order.
     for (let r = 0; r < opts.rounds; r++) {
       if (performance.now() > softDeadline || hardStop.aborted) break;
-      const q = prompts[(index + Math.floor(r / 2)) % prompts.length];
-      const text = q.turns[r % q.turns.length];
-      const res = await runRound(s, text, hardStop);
+      const res = await runRound(s, mtBenchTurn(prompts, index, r), hardStop);
       rounds.push(res);
       if (res.error) break;
     }
