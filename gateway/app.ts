@@ -152,6 +152,8 @@ export function createApp(opts: CreateAppOptions): Gateway {
         websocket: {
           maxMessageBytes: config.maxFrameBytes,
           idleTimeoutMs: config.wsIdleTimeout * 1000,
+          readBytesPerSecond: config.wsReadRate,
+          readBurstBytes: config.wsReadBurst,
           // The Realtime error event, as the sessions send them.
           errorMessage: (code, message) =>
             JSON.stringify({ event_id: newEventId(), ...errorEvent(code, message) }),

@@ -54,6 +54,9 @@ export const ConfigSchema = z.object({
   headerTimeout: z.number().gt(0).default(10),
   bodyTimeout: z.number().gt(0).default(30),
   wsIdleTimeout: z.number().gt(0).default(60),
+  /** Per WebSocket: sustained read rate in bytes/s (each frame counts at least 1 KiB) and burst; 0 = off. */
+  wsReadRate: z.number().int().min(0).default(1 << 20),
+  wsReadBurst: positiveInt.default(4 << 20),
   /** Bytes queued for one connection past which it is closed (must exceed backpressureBytes). */
   maxSendBufferBytes: positiveInt.default(8 << 20),
   maxBatchTokens: positiveInt.default(512),
@@ -208,6 +211,20 @@ const FIELDS: FieldSpec[] = [
     env: "WS_IDLE_TIMEOUT",
     kind: "number",
     help: "silent seconds before a ping",
+  },
+  {
+    key: "wsReadRate",
+    flag: "ws-read-rate",
+    env: "WS_READ_RATE",
+    kind: "int",
+    help: "bytes/s read from one WebSocket (0 = unlimited)",
+  },
+  {
+    key: "wsReadBurst",
+    flag: "ws-read-burst",
+    env: "WS_READ_BURST",
+    kind: "int",
+    help: "bytes a WebSocket may read at once above the rate",
   },
   {
     key: "maxSendBufferBytes",

@@ -26,7 +26,15 @@ export interface WebSocketLimits {
   maxMessageBytes: number;
   /** No frame at all for this many ms: a ping; still nothing for as long again: close 1001. */
   idleTimeoutMs: number;
+  /** Sustained read rate, bytes/s (each data frame costs at least WS_MIN_FRAME_COST_BYTES); over it the
+   * socket is not read until the bucket refills (TCP backpressure to the client). 0 = unlimited. */
+  readBytesPerSecond: number;
+  /** What a socket may read at once above the rate (the bucket's size), bytes. */
+  readBurstBytes: number;
 }
+
+/** The least a data frame costs against the read rate: a flood of tiny frames is bounded in frames/s. */
+export const WS_MIN_FRAME_COST_BYTES = 1024;
 
 /** How long a closing WebSocket waits for the peer's close frame and a closing connection for its
  * queued bytes to be written, ms. */

@@ -9,10 +9,14 @@
  * more than `maxSendBufferBytes` are queued ends the socket with one last error message and close 1008.
  * Once closing, the client's frames are read past (never buffered nor delivered) until its close frame.
  * The "error message" is the text the app's `errorMessage` builds (an OpenAI error event for the
- * gateway). Silence for `idleTimeoutMs`: a ping; as long again: close 1001.
+ * gateway). Silence for `idleTimeoutMs`: a ping; as long again: close 1001. Data frames are read at most
+ * at `readBytesPerSecond` (a token bucket of `readBurstBytes`; each frame costs at least
+ * WS_MIN_FRAME_COST_BYTES): past it the socket is simply not read for a while, so a client that floods
+ * costs the server a bounded share of its event loop, whatever it sends.
  */
 import type { ConnReader } from "./conn_reader.ts";
-import { CLOSE_TIMEOUT_MS, LINGER_MS, type WebSocketLimits } from "./limits.ts";
+import { CLOSE_TIMEOUT_MS, LINGER_MS, type WebSocketLimits, WS_MIN_FRAME_COST_BYTES } from "./limits.ts";
+import { ReadBucket } from "./read_bucket.ts";
 import { SafeEventTarget } from "./safe_event_target.ts";
 import type { SendQueue } from "./send_queue.ts";
 import {
@@ -88,9 +92,13 @@ export class ServerWebSocket extends SafeEventTarget implements WebSocket {
   #idleTimer: ReturnType<typeof setTimeout> | undefined;
   #heard = false;
   #pinged = false;
+  readonly #bucket: ReadBucket | null;
 
   constructor(readonly url: string, readonly protocol: string, readonly options: WebSocketOptions) {
     super();
+    this.#bucket = options.readBytesPerSecond > 0
+      ? new ReadBucket(options.readBytesPerSecond, options.readBurstBytes)
+      : null;
   }
 
   get readyState(): number {
@@ -225,6 +233,9 @@ export class ServerWebSocket extends SafeEventTarget implements WebSocket {
         // The payload is never read: the stream is mid-frame from here on, so the connection ends.
         this.#fault("frame_too_large", `message exceeds the limit of ${this.options.maxMessageBytes} bytes`);
         return await this.#failConnection("message too large", 1009);
+      }
+      if (this.#bucket !== null && !isControl(h.opcode)) {
+        await this.#bucket.take(Math.max(h.length, WS_MIN_FRAME_COST_BYTES));
       }
       const payload = await this.#payload(h);
       if (payload === null) return this.#abnormal();

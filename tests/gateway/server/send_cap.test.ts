@@ -16,9 +16,13 @@ const RSS_GROWTH_LIMIT_MB = 96;
 const MiB = 1 << 20;
 
 function startCli(): Promise<GatewayProcess> {
-  // No per-session item cap: the send cap alone must bound what a never-reading client costs (with
-  // the default --max-pending-bytes most of the items would be refused with a small error instead).
-  return startGatewayProcess({ model: modelPath(), args: ["--threads", "1", "--max-pending-bytes", "0"] });
+  // No per-session item cap and no read rate: the send cap alone must bound what a never-reading client
+  // costs (with the defaults most items would be refused with a small error, and the tiny frames would be
+  // read at --ws-read-rate, too slowly to fill the send queue within the test).
+  return startGatewayProcess({
+    model: modelPath(),
+    args: ["--threads", "1", "--max-pending-bytes", "0", "--ws-read-rate", "0"],
+  });
 }
 
 /** Run `flood` on a socket that does not read, with a normal turn beside it; then read what came back. */
