@@ -27,7 +27,21 @@ export class SessionManager {
   readonly sessions = new Map<string, RealtimeSession>();
   readonly #slots = new Map<RealtimeSession, Slot>();
 
-  constructor(readonly ctx: SessionContext) {}
+  constructor(readonly ctx: SessionContext) {
+    ctx.inputBudget.reclaim = (bytes) => this.#expireDetached(bytes);
+  }
+
+  /** Input memory is short: end detached sessions, longest detached first, until `bytes` are free. */
+  #expireDetached(bytes: number): void {
+    const detached = [...this.sessions.values()].filter((s) => s.detachedAt !== null && s.input.held > 0)
+      .sort((a, b) => a.detachedAt! - b.detachedAt!);
+    let freed = 0;
+    for (const s of detached) {
+      if (freed >= bytes) break;
+      freed += s.input.held;
+      this.remove(s);
+    }
+  }
 
   #updateGauge(): void {
     this.ctx.metrics.sessions.set(this.sessions.size);

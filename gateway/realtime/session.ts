@@ -100,6 +100,8 @@ export class RealtimeSession implements ResponseHost {
   #turns = 0;
   active: ActiveResponse | null = null;
   detachTimer: ReturnType<typeof setTimeout> | null = null;
+  /** performance.now() of the last disconnect while the session waits for a resume; null when attached. */
+  detachedAt: number | null = null;
   closed = false;
 
   constructor(readonly ctx: SessionContext) {
@@ -179,6 +181,7 @@ export class RealtimeSession implements ResponseHost {
       this.detachTimer = null;
     }
     this.socket = socket;
+    this.detachedAt = null;
     this.send({ type: "session.created", session: this.sessionObject() });
   }
 
@@ -188,6 +191,7 @@ export class RealtimeSession implements ResponseHost {
    */
   detach(ttlMs: number, onExpire: () => void): void {
     this.socket = null;
+    this.detachedAt = performance.now();
     this.active?.run.cancel("disconnected");
     if (ttlMs <= 0 || (!this.conv.started && this.#unsent.length === 0)) {
       onExpire();

@@ -10,7 +10,9 @@
  *    token array the scheduler holds while it feeds the prompt chunk by chunk).
  * Per session: `--max-pending-bytes` of items. Per response: `--max-prompt-tokens`. Over everything:
  * `--input-budget-mb`; past it new input is refused with `server_busy` (the server is full, the client's
- * input is fine) and nothing that was accepted is lost.
+ * input is fine) and nothing that was accepted is lost — except by sessions nobody is connected to: before
+ * refusing, the budget asks its reclaimer (the session manager) to expire detached sessions early, oldest
+ * first, so abandoned sessions cannot hold the budget against live ones for their resume TTL.
  */
 import type { Metrics } from "../metrics/metrics.ts";
 
@@ -42,6 +44,8 @@ export type InputRefusal = { code: "input_too_large"; message: string } | Budget
 /** The process-wide budget; one per gateway. */
 export class InputBudget {
   #used = 0;
+  /** Frees at least `bytes` if it can (expires detached sessions); see the file comment. */
+  reclaim: ((bytes: number) => void) | null = null;
 
   /** `maxBytes` 0 = unlimited. */
   constructor(readonly maxBytes: number, readonly metrics?: Metrics) {}
@@ -53,7 +57,8 @@ export class InputBudget {
 
   /** Hold `bytes` if the budget has room; else the refusal. */
   hold(bytes: number, what: string): BudgetRefusal | null {
-    if (this.maxBytes > 0 && this.#used + bytes > this.maxBytes) {
+    if (this.#over(bytes)) this.reclaim?.(this.#used + bytes - this.maxBytes);
+    if (this.#over(bytes)) {
       this.metrics?.rejected.inc();
       return {
         code: "server_busy",
@@ -64,6 +69,10 @@ export class InputBudget {
     this.#used += bytes;
     this.metrics?.inputBytes.set(this.#used);
     return null;
+  }
+
+  #over(bytes: number): boolean {
+    return this.maxBytes > 0 && this.#used + bytes > this.maxBytes;
   }
 
   release(bytes: number): void {

@@ -187,3 +187,47 @@ Deno.test("input limits: an HTTP completion over --max-prompt-tokens is a 400 pr
     await g.close();
   }
 });
+
+Deno.test("input limits: under budget pressure detached sessions are expired early, live ones keep theirs", async () => {
+  const itemBytes = 10_000;
+  const text = WORDS.repeat(Math.ceil(itemBytes / WORDS.length)).slice(0, itemBytes);
+  const budget = 100_000;
+  const g = await startGateway({ inputBudgetMb: budget / (1 << 20), maxPendingBytes: 0, sessionTtl: 60 });
+  try {
+    const fill = async (c: WsClient, n: number) => {
+      for (let i = 0; i < n; i++) {
+        c.send(item(text));
+        assert.equal((await addedOrError(c)).type, "conversation.item.done");
+      }
+    };
+    const perItem = itemBytes + ITEM_OVERHEAD_BYTES;
+    const gone = await WsClient.open(g.ws);
+    const { session } = await gone.next("session.created");
+    await fill(gone, 4);
+    await gone.close();
+    const live = await WsClient.open(g.ws);
+    const liveId = (await live.next("session.created")).session.sinkstream.session_id;
+    const liveItems = Math.floor(budget / perItem) - 4;
+    await fill(live, liveItems); // the budget is full now
+    const other = await WsClient.open(g.ws);
+    await other.next("session.created");
+    await fill(other, 1); // room made by expiring the detached session, not the live one
+    const { session_id, resume_token } = session.sinkstream;
+    const back = await WsClient.open(`${g.ws}?session_id=${session_id}&resume_token=${resume_token}`);
+    assert.equal((await back.next("error")).error.code, "session_not_found");
+    // With no detached session left to expire, the budget refuses again.
+    let refused: Ev | null = null;
+    for (let i = 0; i < 10 && refused === null; i++) {
+      other.send(item(text));
+      const e = await addedOrError(other);
+      if (e.type === "error") refused = e;
+    }
+    assert.equal(refused?.error.code, "server_busy");
+    // The live session kept every item.
+    assert.equal(g.gw.sessions.sessions.get(liveId)?.input.held, liveItems * perItem);
+    await live.close();
+    await other.close();
+  } finally {
+    await g.close();
+  }
+});
