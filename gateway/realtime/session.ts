@@ -363,9 +363,11 @@ export class RealtimeSession implements ResponseHost {
     const previous = this.#lastId();
     this.#remember(id);
     this.#unsent.push({ item, bytes });
-    this.send({ type: "conversation.item.added", previous_item_id: previous, item });
-    this.send({ type: "conversation.item.created", previous_item_id: previous, item });
-    this.send({ type: "conversation.item.done", previous_item_id: previous, item });
+    // Three echoes of one item (up to a frame's worth of text): serialised once, not three times.
+    const tail = `,"previous_item_id":${JSON.stringify(previous)},"item":${JSON.stringify(item)}}`;
+    for (const type of ["conversation.item.added", "conversation.item.created", "conversation.item.done"]) {
+      this.sendRaw(`{"event_id":"${newEventId()}","type":"${type}"${tail}`);
+    }
   }
 
   #responseCreate(obj: unknown, eventId: string | null): void {
