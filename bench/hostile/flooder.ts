@@ -3,7 +3,10 @@
  * JSON) as fast as it can. The gateway answers each with an `error` event; they pile up in its send
  * queue until --max-send-buffer-bytes, then it sends a last `send_buffer_full` error and closes 1008.
  * Afterwards the flooder reads what came (to learn the close code and the last event) and reconnects.
- * It sends enough for the cap to be reached whatever the kernel's socket buffers hold meanwhile.
+ * It sends enough for the cap to be reached whatever the kernel's socket buffers hold meanwhile. With the
+ * gateway's default --ws-read-rate the frames are read at most ~1000/s, so the answers never outgrow the
+ * kernel's buffers within a run: the flooder's writes block (TCP backpressure) and the tally says "cut by the
+ * end of the run"; with --ws-read-rate 0 it is closed 1008 as described.
  */
 import { clientFrame, openWs, readToClose } from "../wire.ts";
 import { sleep } from "../lib.ts";
