@@ -10,19 +10,19 @@ import type { Engine, Tokenizer } from "../runtime/types.ts";
 import { ChatRenderer } from "./chat/template.ts";
 import type { Config } from "./config/config.ts";
 import { chatCompletions } from "./http/chat_completions.ts";
-import { apiError } from "./errors.ts";
 import { openaiError } from "./http/errors.ts";
 import { Metrics } from "./metrics/metrics.ts";
 import { apiKeyAuth } from "./middleware/auth.ts";
 import { originGuard } from "./middleware/origin.ts";
 import { SessionManager } from "./realtime/manager.ts";
-import { errorEvent, newEventId, sessionUpdateSchema } from "./realtime/protocol.ts";
+import { sessionUpdateSchema } from "./realtime/protocol.ts";
 import { Admission } from "./response/admission.ts";
 import { InputBudget } from "./response/input_budget.ts";
 import { createWebRoutes } from "./web/routes.ts";
 import type { SessionContext } from "./realtime/session.ts";
 import { Scheduler } from "./scheduler/scheduler.ts";
-import { listenAndServe, type Server } from "./server/serve.ts";
+import type { Server } from "./server/serve.ts";
+import { type ListenOptions, serveWithOurServer } from "./serve_options.ts";
 
 export interface CreateAppOptions {
   engine: Engine;
@@ -35,13 +35,7 @@ export interface CreateAppOptions {
   web?: boolean;
 }
 
-export interface ServeOptions {
-  hostname?: string;
-  port?: number;
-  cert?: string;
-  key?: string;
-  onListen?: (addr: Deno.NetAddr) => void;
-}
+export type ServeOptions = ListenOptions;
 
 export interface Gateway {
   app: Hono;
@@ -138,29 +132,7 @@ export function createApp(opts: CreateAppOptions): Gateway {
     metrics,
     ctx,
     serve(so: ServeOptions = {}) {
-      const server = listenAndServe(app.fetch, {
-        hostname: so.hostname ?? config.host,
-        port: so.port ?? config.port,
-        ...(so.cert && so.key ? { cert: so.cert, key: so.key } : {}),
-        limits: {
-          maxHeadBytes: config.maxHeadBytes,
-          headerTimeoutMs: config.headerTimeout * 1000,
-          bodyTimeoutMs: config.bodyTimeout * 1000,
-          maxConnections: config.maxConnections,
-          maxSendBufferBytes: config.maxSendBufferBytes,
-        },
-        websocket: {
-          maxMessageBytes: config.maxFrameBytes,
-          idleTimeoutMs: config.wsIdleTimeout * 1000,
-          // The Realtime error event, as the sessions send them.
-          errorMessage: (code, message) =>
-            JSON.stringify({ event_id: newEventId(), ...errorEvent(code, message) }),
-        },
-        // What the server answers itself (malformed heads, timeouts, bad upgrades): OpenAI-shaped JSON.
-        errorResponse: (status, code, message) =>
-          Response.json({ error: apiError(code, message) }, { status }),
-        onListen: so.onListen,
-      });
+      const server = serveWithOurServer(app.fetch, config, so);
       servers.push(server);
       return server;
     },

@@ -26,9 +26,14 @@ import {
   ResponseCreateSchema,
   type SessionUpdateSchema,
   type SinkstreamSession,
-  UNSUPPORTED_TYPES,
-  zodMessage,
 } from "./protocol.ts";
+import {
+  type FrameRefusal,
+  isRefusal,
+  parseEvent,
+  readClientFrame,
+  unhandledEvent,
+} from "./client_events.ts";
 import { RealtimeResponse, type ResponseHost, type StoredItem } from "./response_events.ts";
 
 /** What the session needs from the rest of the gateway. */
@@ -221,33 +226,10 @@ export class RealtimeSession implements ResponseHost {
   }
 
   #handleFrame(data: unknown): void {
-    if (typeof data !== "string") {
-      this.sendError("binary_not_supported", "binary frames are not supported; send JSON text frames");
-      return;
-    }
-    const limit = this.ctx.config.maxFrameBytes;
-    if (data.length > limit || (data.length * 3 > limit && new TextEncoder().encode(data).length > limit)) {
-      this.sendError("frame_too_large", `frame exceeds the limit of ${limit} bytes`);
-      return;
-    }
-    let msg: unknown;
-    try {
-      msg = JSON.parse(data);
-    } catch {
-      this.sendError("invalid_json", "frame is not valid JSON");
-      return;
-    }
-    if (typeof msg !== "object" || msg === null || Array.isArray(msg)) {
-      this.sendError("invalid_event", "an event must be a JSON object with a string `type`");
-      return;
-    }
-    const obj = msg as Record<string, unknown>;
-    const eventId = typeof obj.event_id === "string" ? obj.event_id : null;
-    if (typeof obj.type !== "string") {
-      this.sendError("invalid_event", "an event must be a JSON object with a string `type`", eventId, "type");
-      return;
-    }
-    switch (obj.type) {
+    const ev = readClientFrame(data, this.ctx.config.maxFrameBytes);
+    if (ev.refused) return this.#refuse(ev);
+    const { obj, eventId } = ev;
+    switch (ev.type) {
       case "session.update":
         return this.#sessionUpdate(obj, eventId);
       case "conversation.item.create":
@@ -259,24 +241,18 @@ export class RealtimeSession implements ResponseHost {
       case "conversation.item.delete":
         return this.#itemDelete(obj, eventId);
     }
-    if (UNSUPPORTED_TYPES.has(obj.type)) {
-      this.sendError(
-        "unsupported_event",
-        `${obj.type} is not supported: this server speaks the text subset of the Realtime API`,
-        eventId,
-        "type",
-      );
-      return;
-    }
-    this.sendError("unknown_event", `unknown event type "${obj.type.slice(0, 80)}"`, eventId, "type");
+    this.#refuse(unhandledEvent(ev.type, eventId));
+  }
+
+  #refuse(r: FrameRefusal): void {
+    this.sendError(r.code, r.message, r.eventId, r.param);
   }
 
   /** The event as `schema` reads it, or null after an `invalid_value` error naming what is wrong. */
   #parse<T>(schema: z.ZodType<T>, obj: unknown, eventId: string | null): T | null {
-    const r = schema.safeParse(obj);
-    if (r.success) return r.data;
-    const { message, param } = zodMessage(r.error);
-    this.sendError("invalid_value", message, eventId, param);
+    const r = parseEvent(schema, obj, eventId);
+    if (!isRefusal(r)) return r;
+    this.#refuse(r);
     return null;
   }
 
