@@ -12,7 +12,7 @@ import type { Config } from "./config/config.ts";
 import { chatCompletions } from "./http/chat_completions.ts";
 import { openaiError } from "./http/errors.ts";
 import { Metrics } from "./metrics/metrics.ts";
-import { apiKeyAuth } from "./middleware/auth.ts";
+import { apiKeyAuth, backendKeyMatches } from "./middleware/auth.ts";
 import { originGuard } from "./middleware/origin.ts";
 import { SessionManager } from "./realtime/manager.ts";
 import { sessionUpdateSchema } from "./realtime/protocol.ts";
@@ -45,9 +45,17 @@ export interface Gateway {
   ctx: SessionContext;
   /** Start a real server (port 0 = any free port); throws Deno's listen error (e.g. AddrInUse). */
   serve(opts?: ServeOptions): Server;
+  /**
+   * Drain: refuse new sessions and completions (readyz 503), tell edges to move their sessions, and wait
+   * until no response runs or `timeoutMs` has passed. Then call shutdown().
+   */
+  drain(timeoutMs: number): Promise<void>;
   /** Graceful shutdown: refuse new work, cancel in-flight responses with final events, free every sequence. */
   shutdown(): Promise<void>;
 }
+
+/** How often a drain looks whether responses are still running, ms. */
+const DRAIN_POLL_MS = 50;
 
 export function createApp(opts: CreateAppOptions): Gateway {
   const { engine, tokenizer, config } = opts;
@@ -88,8 +96,10 @@ export function createApp(opts: CreateAppOptions): Gateway {
         ? c.json({ status: "shutting_down" }, 503)
         : c.json({ status: "ready", model: modelName, backend: engine.backend }),
   );
+  // An edge in front of this backend authenticates with the shared --backend-key (docs/edge.md).
+  const auth = apiKeyAuth({ keys: config.apiKeys, allow: (h) => backendKeyMatches(h, config.backendKey) });
   // --metrics-auth: the same origin / Host and Bearer checks as /v1; off, Prometheus scrapers need no key.
-  if (config.metricsAuth) app.use("/metrics", originGuard(config), apiKeyAuth({ keys: config.apiKeys }));
+  if (config.metricsAuth) app.use("/metrics", originGuard(config), auth);
   app.get(
     "/metrics",
     (c) => c.text(metrics.render(), 200, { "content-type": "text/plain; version=0.0.4; charset=utf-8" }),
@@ -97,7 +107,7 @@ export function createApp(opts: CreateAppOptions): Gateway {
 
   const v1 = new Hono();
   v1.use("*", originGuard(config));
-  v1.use("*", apiKeyAuth({ keys: config.apiKeys }));
+  v1.use("*", auth);
   v1.get("/realtime", (c) => sessions.handle(c));
   v1.post(
     "/chat/completions",
@@ -135,6 +145,13 @@ export function createApp(opts: CreateAppOptions): Gateway {
       const server = serveWithOurServer(app.fetch, config, so);
       servers.push(server);
       return server;
+    },
+    async drain(timeoutMs) {
+      sessions.drain();
+      const deadline = Date.now() + timeoutMs;
+      while (Date.now() < deadline && (sessions.activeResponses > 0 || ctx.admission.completions > 0)) {
+        await new Promise((r) => setTimeout(r, DRAIN_POLL_MS));
+      }
     },
     shutdown() {
       shuttingDown ??= (async () => {
