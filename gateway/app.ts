@@ -5,7 +5,6 @@
  * native engine in.
  */
 import { Hono } from "hono";
-import { bodyLimit } from "hono/body-limit";
 import type { Engine, Tokenizer } from "../runtime/types.ts";
 import { ChatRenderer } from "./chat/template.ts";
 import type { Config } from "./config/config.ts";
@@ -13,12 +12,12 @@ import { chatCompletions } from "./http/chat_completions.ts";
 import { openaiError } from "./http/errors.ts";
 import { Metrics } from "./metrics/metrics.ts";
 import { apiKeyAuth, backendKeyMatches } from "./middleware/auth.ts";
-import { originGuard } from "./middleware/origin.ts";
 import { SessionManager } from "./realtime/manager.ts";
 import { sessionUpdateSchema } from "./realtime/protocol.ts";
 import { Admission } from "./response/admission.ts";
 import { InputBudget } from "./response/input_budget.ts";
 import { createWebRoutes } from "./web/routes.ts";
+import { completionBodyLimit, metricsRoute, v1Router, withOpenaiErrors } from "./app_routes.ts";
 import type { SessionContext } from "./realtime/session.ts";
 import { Scheduler } from "./scheduler/scheduler.ts";
 import type { Server } from "./server/serve.ts";
@@ -85,8 +84,7 @@ export function createApp(opts: CreateAppOptions): Gateway {
   const servers: Server[] = [];
 
   const app = new Hono();
-  app.onError((err, c) => openaiError(c, 500, `internal error: ${err.message}`, "internal_error"));
-  app.notFound((c) => openaiError(c, 404, `no route for ${c.req.method} ${c.req.path}`, "not_found"));
+  withOpenaiErrors(app);
 
   app.get("/healthz", (c) => c.json({ status: "ok" }));
   app.get(
@@ -98,24 +96,13 @@ export function createApp(opts: CreateAppOptions): Gateway {
   );
   // An edge in front of this backend authenticates with the shared --backend-key (docs/edge.md).
   const auth = apiKeyAuth({ keys: config.apiKeys, allow: (h) => backendKeyMatches(h, config.backendKey) });
-  // --metrics-auth: the same origin / Host and Bearer checks as /v1; off, Prometheus scrapers need no key.
-  if (config.metricsAuth) app.use("/metrics", originGuard(config), auth);
-  app.get(
-    "/metrics",
-    (c) => c.text(metrics.render(), 200, { "content-type": "text/plain; version=0.0.4; charset=utf-8" }),
-  );
+  metricsRoute(app, config, auth, () => metrics.render());
 
-  const v1 = new Hono();
-  v1.use("*", originGuard(config));
-  v1.use("*", auth);
+  const v1 = v1Router(config, auth);
   v1.get("/realtime", (c) => sessions.handle(c));
   v1.post(
     "/chat/completions",
-    bodyLimit({
-      maxSize: config.maxBodyBytes,
-      onError: (c) =>
-        openaiError(c, 413, `request body is larger than ${config.maxBodyBytes} bytes`, "request_too_large"),
-    }),
+    completionBodyLimit(config),
     (c) => chatCompletions(c, ctx),
   );
   const modelObject = { id: modelName, object: "model", created, owned_by: "sinkstream" };

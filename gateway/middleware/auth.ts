@@ -16,7 +16,8 @@ export interface ApiKeyAuthOptions {
 /** The header in which an edge sends `--backend-key` to its backends (docs/edge.md). */
 export const BACKEND_KEY_HEADER = "x-sinkstream-backend-key";
 
-function constantTimeIn(candidate: string, keys: readonly string[]): boolean {
+/** Whether `candidate` is one of `keys`, in time independent of where they differ. */
+export function constantTimeIn(candidate: string, keys: readonly string[]): boolean {
   let ok = false;
   for (const k of keys) {
     let d = candidate.length ^ k.length;

@@ -91,10 +91,10 @@ export class EdgeLink {
     );
   }
 
-  /** After session.created: the event count, and a checkpoint of what the session holds. */
+  /** After session.created: the event count, and a checkpoint of what the session holds (its defaults when new). */
   onAttach(): void {
     this.session.send({ type: INTERNAL.attached, seq: this.seq });
-    if (this.session.turns > 0 && this.session.active === null) void this.checkpoint();
+    if (this.session.active === null) void this.checkpoint();
   }
 
   onDraining(): void {
@@ -118,6 +118,7 @@ export class EdgeLink {
       if (conv.seq === null || conv.fed === null || conv.released) return [];
       return conv.fed.idsAt(scheduler.engine.cacheIndices(conv.seq));
     });
+    if (this.#restore !== null || session.socket === null) return; // a restore's own state is not one yet
     const checkpoint: Checkpoint = {
       seq: this.seq,
       state: session.state(),
@@ -149,9 +150,10 @@ export class EdgeLink {
     const engine = ctx.scheduler.engine;
     const b = parseEvent(restoreBeginSchema(engine.limits), ev.obj, ev.eventId);
     if (isRefusal(b)) return this.#fail(b.code, b.message, b.eventId, b.param);
-    const options = sequenceOptions(ctx.config, b.state.sinkstream);
+    const state = b.state ?? session.state();
+    const options = sequenceOptions(ctx.config, state.sinkstream);
     try {
-      engine.checkSequenceOptions({ ...options, ...session.samplingOf(b.state) });
+      engine.checkSequenceOptions({ ...options, ...session.samplingOf(state) });
     } catch (e) {
       if (!(e instanceof InvalidArgumentError)) throw e;
       return this.#fail("invalid_value", e.message, ev.eventId, "state.sinkstream");
@@ -168,7 +170,7 @@ export class EdgeLink {
     const held = (b.cache_tokens + b.pending_tokens) * PROMPT_TOKEN_BYTES;
     const over = ctx.inputBudget.hold(held, "this restore");
     if (over) return this.#fail(over.code, over.message, ev.eventId);
-    session.applyState(b.state);
+    session.applyState(state);
     this.#restore = {
       phase: "tokens",
       eventId: ev.eventId,

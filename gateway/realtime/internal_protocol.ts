@@ -90,7 +90,8 @@ export function restoreBeginSchema(limits: SequenceLimits) {
   return z.object({
     type: z.literal(INTERNAL.restoreBegin),
     event_id: z.string().optional(),
-    state: sessionStateSchema(limits),
+    /** Absent: the session keeps this backend's defaults (there was no checkpoint yet). */
+    state: sessionStateSchema(limits).optional(),
     cache_tokens: count,
     pending_tokens: count,
     /** The client event number the restored state stands at (the backend counts on from it). */
@@ -139,25 +140,28 @@ export function itemCreateOf(item: CheckpointItem): Record<string, unknown> {
  * Every frame of a restore from `checkpoint`, in order: begin, the ids, end, then the replay (the
  * checkpoint's unanswered items as item.create events, then `later`: the client events the edge forwarded
  * after the checkpoint). `seq`: the client event number the restored session stands at after the replay.
+ * No checkpoint (the backend was lost before its first one arrived): the backend's defaults + `later`.
  */
 export function restoreFrames(
-  checkpoint: Checkpoint,
+  checkpoint: Checkpoint | null,
   later: readonly string[],
   seq: number,
   eventId: string,
 ): string[] {
-  const replay = [...checkpoint.items.map((it) => JSON.stringify(itemCreateOf(it))), ...later];
+  const cache = checkpoint?.cache_tokens ?? [], pending = checkpoint?.pending_tokens ?? [];
+  const items = checkpoint?.items ?? [];
+  const replay = [...items.map((it) => JSON.stringify(itemCreateOf(it))), ...later];
   const begin = {
     type: INTERNAL.restoreBegin,
     event_id: eventId,
-    state: checkpoint.state,
-    cache_tokens: checkpoint.cache_tokens.length,
-    pending_tokens: checkpoint.pending_tokens.length,
+    ...(checkpoint ? { state: checkpoint.state } : {}),
+    cache_tokens: cache.length,
+    pending_tokens: pending.length,
     seq,
     replay: replay.length,
   };
   const frames = [JSON.stringify(begin)];
-  for (const tokens of tokenChunks([...checkpoint.cache_tokens, ...checkpoint.pending_tokens])) {
+  for (const tokens of tokenChunks([...cache, ...pending])) {
     frames.push(JSON.stringify({ type: INTERNAL.restoreTokens, tokens }));
   }
   frames.push(JSON.stringify({ type: INTERNAL.restoreEnd }));

@@ -17,7 +17,7 @@ import { isRefusal, type Refusal, SHUTTING_DOWN, type Slot } from "../response/a
 import type { SessionContext, SessionSocket } from "./session.ts";
 import { RealtimeSession } from "./session.ts";
 import { errorEvent, newEventId } from "./protocol.ts";
-import { upgradeWebSocket } from "../server/upgrade.ts";
+import { realtimeUpgrade } from "./realtime_upgrade.ts";
 import { EdgeLink } from "./edge_link.ts";
 import { BACKEND_KEY_HEADER, backendKeyMatches } from "./internal_protocol.ts";
 
@@ -49,14 +49,6 @@ export class SessionManager {
   /** Hono handler for the WebSocket upgrade. */
   handle(c: Context): Response {
     const req = c.req.raw;
-    if ((req.headers.get("upgrade") ?? "").toLowerCase() !== "websocket") {
-      return openaiError(
-        c,
-        426,
-        "this endpoint speaks WebSocket; send an Upgrade: websocket request",
-        "upgrade_required",
-      );
-    }
     const backendKey = this.ctx.config.backendKey;
     const edge = backendKeyMatches(req.headers, backendKey);
     if (!edge && req.headers.has(BACKEND_KEY_HEADER)) {
@@ -65,15 +57,14 @@ export class SessionManager {
         : "incorrect backend key";
       return openaiError(c, 401, why, "invalid_api_key");
     }
-    // Our server's hook (gateway/server/upgrade.ts): selects `realtime` when offered, else the key protocol.
-    const { socket, response } = upgradeWebSocket(c, {
-      protocols: ["realtime", "openai-insecure-api-key.*"],
-    });
-    const url = new URL(req.url);
-    const resumeId = url.searchParams.get("session_id");
-    const resumeToken = url.searchParams.get("resume_token") ?? "";
-    socket.addEventListener("open", () => this.#onOpen(socket, resumeId, resumeToken, edge));
-    return response;
+    const up = realtimeUpgrade(c);
+    if (up instanceof Response) return up;
+    const { socket, resume } = up;
+    socket.addEventListener(
+      "open",
+      () => this.#onOpen(socket, resume?.id ?? null, resume?.token ?? "", edge),
+    );
+    return up.response;
   }
 
   #reject(socket: WebSocket, code: ErrorCode, message: string, closeCode: number): void {
