@@ -1,8 +1,8 @@
 /**
  * The engine seam: the gateway app (everything but its entrypoint, gateway/main.ts) reaches the
- * engine only through runtime/types.ts, so an edge build without FFI, or another engine (a
- * TensorRT-LLM adapter), can stand behind it. Checked on the real module graph (`deno info`), and
- * the FFI module itself must be the only place that calls Deno.dlopen.
+ * engine only through runtime/types.ts, so another engine (a TensorRT-LLM adapter) can stand behind it.
+ * Checked on the real module graph (`deno info`), and the FFI module itself must be the only place that
+ * calls Deno.dlopen. (The edge, which has no engine at all: tests/gateway/edge/deployable.test.ts.)
  */
 import assert from "node:assert/strict";
 import { moduleGraph, ROOT } from "./_module_graph.ts";
