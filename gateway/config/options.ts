@@ -31,16 +31,16 @@ export interface LoadOptions {
 }
 
 export interface Loaded<T> {
+  /** The validated options (not set when `help` is). */
   config: T;
   help: boolean;
 }
 
 /** The help text: one line per option with its default from the schema (so the two cannot drift). */
-export function usageText(command: string, schema: z.ZodType, fields: readonly FieldSpec[], file: boolean) {
-  const defaults = schema.safeParse({});
-  const values = defaults.success ? defaults.data as Record<string, unknown> : {};
+export function usageText(command: string, schema: z.ZodObject, fields: readonly FieldSpec[], file: boolean) {
   const lines = fields.map((f) => {
-    const value = values[f.key];
+    const r = schema.shape[f.key]?.safeParse(undefined);
+    const value = r?.success ? r.data : undefined;
     const shown = value === undefined || (Array.isArray(value) && value.length === 0)
       ? ""
       : `; default ${value}`;
@@ -116,6 +116,8 @@ export function loadOptions<T>(
     throw new ConfigError(`unexpected argument "${parsed.positionals[0]}" (see --help)`);
   }
   const values = parsed.values;
+  // --help needs no valid configuration (the edge has required options); `config` is not read then.
+  if (values.help === true) return { config: null as never, help: true };
   const merged: Record<string, unknown> = {};
   const configPath = (values.config as string | undefined) ?? env.SINKSTREAM_CONFIG;
   if (opts.readFile && configPath) Object.assign(merged, readConfigFile(configPath, opts.readFile, fields));
@@ -140,5 +142,5 @@ export function loadOptions<T>(
     const where = spec ? `--${spec.flag} / SINKSTREAM_${spec.env}` : "config";
     throw new ConfigError(`invalid ${where}: ${issue.message}`);
   }
-  return { config: result.data, help: values.help === true };
+  return { config: result.data, help: false };
 }

@@ -90,6 +90,9 @@ export async function openBackendSession(
   } catch (e) {
     if (!(e instanceof UpstreamError)) throw e;
     pool.connectFailed(b);
+    if (e.status === 401) {
+      console.error(`sinkstream-edge: ${b.name} (${b.base.origin}) refused the backend key: ${e.body}`);
+    }
     const code = e.status === 401 ? "invalid_api_key" : "backend_unavailable";
     return fail(e.status === 401 ? "refused" : "unreachable", code, e.message);
   }
