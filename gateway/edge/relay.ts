@@ -132,13 +132,16 @@ export class EdgeSession {
     }
     ctx.live.set(s.id, s);
     ctx.metrics.openSessions.set(ctx.live.size);
-    client.addEventListener("message", (ev) => s.#onClientFrame(ev.data));
+    client.addEventListener("message", (ev) => {
+      try {
+        s.#onClientFrame(ev.data);
+      } catch (e) {
+        s.#sendError("internal_error", `internal error: ${(e as Error).message}`);
+      }
+    });
     client.addEventListener("close", () => s.#onClientClose());
     const opening = resume ? s.#resume() : s.#place();
-    opening.catch((e) => {
-      console.error(`sinkstream-edge: session ${s.id} failed:`, e);
-      s.#end("internal_error", `internal error: ${(e as Error).message}`, 1011);
-    });
+    opening.catch((e) => s.#failed(e));
   }
 
   // ---- client -> backend -------------------------------------------------------------------------
@@ -437,7 +440,13 @@ export class EdgeSession {
   #startRelay(): void {
     this.#relaying = true;
     this.#flushHeld();
-    void this.#pump(this.#up!);
+    this.#pump(this.#up!).catch((e) => this.#failed(e));
+  }
+
+  /** A bug, not a client's or backend's doing: end the session with internal_error rather than hang. */
+  #failed(e: unknown): void {
+    console.error(`sinkstream-edge: session ${this.id} failed:`, e);
+    this.#end("internal_error", `internal error: ${(e as Error).message}`, 1011);
   }
 
   #loads(): string {
@@ -499,10 +508,7 @@ export class EdgeSession {
     if (reason === null || this.#moving || this.#responseId !== null || this.#requested !== null) return;
     this.#planned = null;
     this.#relaying = false; // client events wait until the session has moved
-    void this.#restoreElsewhere(this.#backend!.base.href, reason).catch((e) => {
-      console.error(`sinkstream-edge: moving ${this.id} failed:`, e);
-      this.#end("internal_error", `internal error: ${(e as Error).message}`, 1011);
-    });
+    this.#restoreElsewhere(this.#backend!.base.href, reason).catch((e) => this.#failed(e));
   }
 
   /**

@@ -108,16 +108,25 @@ export class EdgeLink {
     conv.fed = new FedTokens(conv.options.sinks ?? 0, this.session.capacity());
   }
 
-  /** Send the session's checkpoint (no-op without a socket). The ids are read between engine steps. */
+  /**
+   * Send the session's checkpoint (no-op without a socket). The ids are read between engine steps. Never
+   * rejects: a checkpoint that cannot be made is logged and skipped (the edge keeps the previous one).
+   */
   async checkpoint(): Promise<void> {
     const { session } = this;
     if (session.socket === null) return;
     const conv = session.conv;
     const scheduler = session.ctx.scheduler;
-    const cached = await scheduler.betweenSteps(() => {
-      if (conv.seq === null || conv.fed === null || conv.released) return [];
-      return conv.fed.idsAt(scheduler.engine.cacheIndices(conv.seq));
-    });
+    let cached: number[];
+    try {
+      cached = await scheduler.betweenSteps(() => {
+        if (conv.seq === null || conv.fed === null || conv.released) return [];
+        return conv.fed.idsAt(scheduler.engine.cacheIndices(conv.seq));
+      });
+    } catch (e) {
+      console.error(`sinkstream: no checkpoint for session ${session.id}: ${(e as Error).message}`);
+      return;
+    }
     if (this.#restore !== null || session.socket === null) return; // a restore's own state is not one yet
     const checkpoint: Checkpoint = {
       seq: this.seq,
