@@ -173,42 +173,8 @@ export class RealtimeSession {
   }
 }
 
-/** One sample of a Prometheus text exposition: name, labels, value. */
-export interface Sample {
-  name: string;
-  labels: Record<string, string>;
-  value: number;
-}
-
-export function parsePrometheus(text: string): Sample[] {
-  const out: Sample[] = [];
-  for (const raw of text.split("\n")) {
-    const line = raw.trim();
-    if (line === "" || line.startsWith("#")) continue;
-    const m = /^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{(.*)\})?\s+(\S+)/.exec(line);
-    if (!m) continue;
-    const labels: Record<string, string> = {};
-    if (m[3]) {
-      for (const l of m[3].matchAll(/([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"/g)) labels[l[1]] = l[2];
-    }
-    const value = m[4] === "+Inf" ? Infinity : m[4] === "-Inf" ? -Infinity : Number(m[4]);
-    out.push({ name: m[1], labels, value });
-  }
-  return out;
-}
-
-/** Sum of all samples named `name` (over all label sets). */
-export function metricSum(samples: Sample[], name: string): number {
-  let sum = 0;
-  let found = false;
-  for (const s of samples) {
-    if (s.name === name) {
-      sum += s.value;
-      found = true;
-    }
-  }
-  return found ? sum : NaN;
-}
+export { metricSum, parsePrometheus, type Sample } from "../gateway/metrics/prometheus_text.ts";
+import { parsePrometheus, type Sample } from "../gateway/metrics/prometheus_text.ts";
 
 /** Cumulative bucket counts of histogram `name` as [upper bound, count] pairs, ascending (+Inf last). */
 export function histogramBuckets(samples: Sample[], name: string): [number, number][] {
@@ -346,4 +312,84 @@ export async function waitHealthy(base: URL, timeoutMs: number, exited?: Promise
     await sleep(100);
   }
   throw new Error(`gateway not healthy within ${timeoutMs} ms`);
+}
+
+/** A server process started by a benchmark or a test: its URL, its output lines, and how to stop it. */
+export interface ServerProcess {
+  child: Deno.ChildProcess;
+  /** http://host:port, from its "listening on …" line. */
+  http: string;
+  /** Its stdout and stderr lines so far. */
+  lines: string[];
+  exited: Promise<Deno.CommandStatus>;
+  kill(signal?: Deno.Signal): Promise<Deno.CommandStatus>;
+}
+
+/**
+ * Run `deno <args>` in the repository and wait for its "listening on http://…/" line (a gateway or an
+ * edge); its output is kept line by line (never left to fill a pipe). Throws with the output when it
+ * exits or does not listen within `timeoutMs`.
+ */
+export async function spawnServer(args: string[], what: string, timeoutMs = 60_000): Promise<ServerProcess> {
+  const cwd = new URL("..", import.meta.url).pathname;
+  const child = new Deno.Command(Deno.execPath(), {
+    args,
+    cwd,
+    stdin: "null",
+    stdout: "piped",
+    stderr: "piped",
+  })
+    .spawn();
+  const lines: string[] = [];
+  let listening!: (url: string) => void;
+  const url = new Promise<string>((r) => (listening = r));
+  const read = async (stream: ReadableStream<Uint8Array>) => {
+    let buf = "";
+    for await (const chunk of stream.pipeThrough(new TextDecoderStream())) {
+      buf += chunk;
+      for (let nl = buf.indexOf("\n"); nl >= 0; nl = buf.indexOf("\n")) {
+        const line = buf.slice(0, nl);
+        buf = buf.slice(nl + 1);
+        lines.push(line);
+        const m = /listening on (https?:\/\/[^/\s]+)\//.exec(line);
+        if (m) listening(m[1]);
+      }
+    }
+  };
+  const pumps = Promise.all([read(child.stdout), read(child.stderr)]);
+  const exited = child.status.then(async (s) => {
+    await pumps;
+    return s;
+  });
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const late = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`${what} did not listen:\n${lines.join("\n")}`)), timeoutMs);
+  });
+  const early = exited.then((s) => {
+    throw new Error(`${what} exited (${s.code}) before listening:\n${lines.join("\n")}`);
+  });
+  early.catch(() => {}); // once it listens, its exit is the caller's business
+  try {
+    const http = await Promise.race([url, late, early]);
+    return {
+      child,
+      http,
+      lines,
+      exited,
+      async kill(signal: Deno.Signal = "SIGKILL") {
+        try {
+          child.kill(signal);
+        } catch { /* gone */ }
+        return await exited;
+      },
+    };
+  } catch (e) {
+    try {
+      child.kill("SIGKILL");
+    } catch { /* gone */ }
+    await exited;
+    throw e;
+  } finally {
+    clearTimeout(timer);
+  }
 }

@@ -5,24 +5,23 @@
  * native engine in.
  */
 import { Hono } from "hono";
-import { bodyLimit } from "hono/body-limit";
 import type { Engine, Tokenizer } from "../runtime/types.ts";
 import { ChatRenderer } from "./chat/template.ts";
 import type { Config } from "./config/config.ts";
 import { chatCompletions } from "./http/chat_completions.ts";
-import { apiError } from "./errors.ts";
 import { openaiError } from "./http/errors.ts";
 import { Metrics } from "./metrics/metrics.ts";
-import { apiKeyAuth } from "./middleware/auth.ts";
-import { originGuard } from "./middleware/origin.ts";
+import { apiKeyAuth, backendKeyMatches } from "./middleware/auth.ts";
 import { SessionManager } from "./realtime/manager.ts";
-import { errorEvent, newEventId, sessionUpdateSchema } from "./realtime/protocol.ts";
+import { sessionUpdateSchema } from "./realtime/protocol.ts";
 import { Admission } from "./response/admission.ts";
 import { InputBudget } from "./response/input_budget.ts";
 import { createWebRoutes } from "./web/routes.ts";
+import { completionBodyLimit, metricsRoute, v1Router, withOpenaiErrors } from "./app_routes.ts";
 import type { SessionContext } from "./realtime/session.ts";
 import { Scheduler } from "./scheduler/scheduler.ts";
-import { listenAndServe, type Server } from "./server/serve.ts";
+import type { Server } from "./server/serve.ts";
+import { type ListenOptions, serveWithOurServer } from "./serve_options.ts";
 
 export interface CreateAppOptions {
   engine: Engine;
@@ -35,13 +34,7 @@ export interface CreateAppOptions {
   web?: boolean;
 }
 
-export interface ServeOptions {
-  hostname?: string;
-  port?: number;
-  cert?: string;
-  key?: string;
-  onListen?: (addr: Deno.NetAddr) => void;
-}
+export type ServeOptions = ListenOptions;
 
 export interface Gateway {
   app: Hono;
@@ -51,9 +44,17 @@ export interface Gateway {
   ctx: SessionContext;
   /** Start a real server (port 0 = any free port); throws Deno's listen error (e.g. AddrInUse). */
   serve(opts?: ServeOptions): Server;
+  /**
+   * Drain: refuse new sessions and completions (readyz 503), tell edges to move their sessions, and wait
+   * until no response runs or `timeoutMs` has passed. Then call shutdown().
+   */
+  drain(timeoutMs: number): Promise<void>;
   /** Graceful shutdown: refuse new work, cancel in-flight responses with final events, free every sequence. */
   shutdown(): Promise<void>;
 }
+
+/** How often a drain looks whether responses are still running, ms. */
+const DRAIN_POLL_MS = 50;
 
 export function createApp(opts: CreateAppOptions): Gateway {
   const { engine, tokenizer, config } = opts;
@@ -83,8 +84,7 @@ export function createApp(opts: CreateAppOptions): Gateway {
   const servers: Server[] = [];
 
   const app = new Hono();
-  app.onError((err, c) => openaiError(c, 500, `internal error: ${err.message}`, "internal_error"));
-  app.notFound((c) => openaiError(c, 404, `no route for ${c.req.method} ${c.req.path}`, "not_found"));
+  withOpenaiErrors(app);
 
   app.get("/healthz", (c) => c.json({ status: "ok" }));
   app.get(
@@ -94,24 +94,15 @@ export function createApp(opts: CreateAppOptions): Gateway {
         ? c.json({ status: "shutting_down" }, 503)
         : c.json({ status: "ready", model: modelName, backend: engine.backend }),
   );
-  // --metrics-auth: the same origin / Host and Bearer checks as /v1; off, Prometheus scrapers need no key.
-  if (config.metricsAuth) app.use("/metrics", originGuard(config), apiKeyAuth({ keys: config.apiKeys }));
-  app.get(
-    "/metrics",
-    (c) => c.text(metrics.render(), 200, { "content-type": "text/plain; version=0.0.4; charset=utf-8" }),
-  );
+  // An edge in front of this backend authenticates with the shared --backend-key (docs/edge.md).
+  const auth = apiKeyAuth({ keys: config.apiKeys, allow: (h) => backendKeyMatches(h, config.backendKey) });
+  metricsRoute(app, config, auth, () => metrics.render());
 
-  const v1 = new Hono();
-  v1.use("*", originGuard(config));
-  v1.use("*", apiKeyAuth({ keys: config.apiKeys }));
+  const v1 = v1Router(config, auth);
   v1.get("/realtime", (c) => sessions.handle(c));
   v1.post(
     "/chat/completions",
-    bodyLimit({
-      maxSize: config.maxBodyBytes,
-      onError: (c) =>
-        openaiError(c, 413, `request body is larger than ${config.maxBodyBytes} bytes`, "request_too_large"),
-    }),
+    completionBodyLimit(config),
     (c) => chatCompletions(c, ctx),
   );
   const modelObject = { id: modelName, object: "model", created, owned_by: "sinkstream" };
@@ -138,33 +129,16 @@ export function createApp(opts: CreateAppOptions): Gateway {
     metrics,
     ctx,
     serve(so: ServeOptions = {}) {
-      const server = listenAndServe(app.fetch, {
-        hostname: so.hostname ?? config.host,
-        port: so.port ?? config.port,
-        ...(so.cert && so.key ? { cert: so.cert, key: so.key } : {}),
-        limits: {
-          maxHeadBytes: config.maxHeadBytes,
-          headerTimeoutMs: config.headerTimeout * 1000,
-          bodyTimeoutMs: config.bodyTimeout * 1000,
-          maxConnections: config.maxConnections,
-          maxSendBufferBytes: config.maxSendBufferBytes,
-        },
-        websocket: {
-          maxMessageBytes: config.maxFrameBytes,
-          idleTimeoutMs: config.wsIdleTimeout * 1000,
-          readBytesPerSecond: config.wsReadRate,
-          readBurstBytes: config.wsReadBurst,
-          // The Realtime error event, as the sessions send them.
-          errorMessage: (code, message) =>
-            JSON.stringify({ event_id: newEventId(), ...errorEvent(code, message) }),
-        },
-        // What the server answers itself (malformed heads, timeouts, bad upgrades): OpenAI-shaped JSON.
-        errorResponse: (status, code, message) =>
-          Response.json({ error: apiError(code, message) }, { status }),
-        onListen: so.onListen,
-      });
+      const server = serveWithOurServer(app.fetch, config, so);
       servers.push(server);
       return server;
+    },
+    async drain(timeoutMs) {
+      sessions.drain();
+      const deadline = Date.now() + timeoutMs;
+      while (Date.now() < deadline && (sessions.activeResponses > 0 || ctx.admission.completions > 0)) {
+        await new Promise((r) => setTimeout(r, DRAIN_POLL_MS));
+      }
     },
     shutdown() {
       shuttingDown ??= (async () => {

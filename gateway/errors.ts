@@ -30,6 +30,10 @@ export type ErrorCode =
   | "item_not_found"
   | "session_not_found"
   | "session_in_use"
+  // Edge sessions (docs/edge.md).
+  | "session_restoring"
+  | "backend_lost"
+  | "backend_unavailable"
   // HTTP.
   | "model_not_found"
   | "request_too_large"
@@ -52,6 +56,8 @@ const SERVER_SIDE: ReadonlySet<ErrorCode> = new Set<ErrorCode>([
   "engine_error",
   "internal_error",
   "too_many_connections",
+  "backend_lost",
+  "backend_unavailable",
 ]);
 
 export interface ApiError {

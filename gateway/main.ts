@@ -111,8 +111,12 @@ async function main(): Promise<void> {
   const stop = async (sig: string) => {
     if (stopping) return;
     stopping = true;
+    const force = setTimeout(() => Deno.exit(1), 10_000 + config.drainTimeout * 1000);
+    if (config.drainTimeout > 0) {
+      console.log(`sinkstream: ${sig}: draining (running responses may take ${config.drainTimeout} s)`);
+      await gw.drain(config.drainTimeout * 1000);
+    }
     console.log(`sinkstream: ${sig}: shutting down`);
-    const force = setTimeout(() => Deno.exit(1), 10_000);
     await gw.shutdown();
     engine.close();
     model.close();

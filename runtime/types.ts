@@ -1,8 +1,11 @@
 /**
  * The engine seam. The gateway talks to an engine only through these types;
  * runtime/native_engine.ts implements them over the C library (the only code
- * that touches FFI). A TensorRT-LLM adapter or an edge-mode forwarding engine
- * implements the same interfaces. This file must not import FFI code.
+ * that touches FFI). Another in-process engine (a TensorRT-LLM adapter) would
+ * implement the same interfaces. Several GPU hosts are not an engine behind
+ * this seam: the edge (gateway/edge/, docs/edge.md) relays whole sessions to
+ * gateways, since a remote `step` would cost a round trip per token. This file
+ * must not import FFI code.
  */
 
 import type { SinkstreamError } from "./errors.ts";

@@ -4,9 +4,10 @@
  * histograms with fixed buckets.
  */
 
-type Labels = Record<string, string>;
+export type Labels = Record<string, string>;
 
-function labelText(labels: Labels | undefined): string {
+/** `{k="v",…}` with Prometheus escaping ("" for none). */
+export function labelText(labels: Labels | undefined): string {
   if (!labels) return "";
   const parts = Object.entries(labels).map(([k, v]) =>
     `${k}="${v.replace(/\\/g, "\\\\").replace(/"/g, '\\"').replace(/\n/g, "\\n")}"`
@@ -14,13 +15,14 @@ function labelText(labels: Labels | undefined): string {
   return parts.length ? `{${parts.join(",")}}` : "";
 }
 
-function num(v: number): string {
+export function num(v: number): string {
   if (v === Infinity) return "+Inf";
   if (v === -Infinity) return "-Inf";
   return Number.isNaN(v) ? "NaN" : String(v);
 }
 
-abstract class Metric {
+/** One metric family: its HELP and TYPE lines, then its samples. */
+export abstract class Metric {
   constructor(readonly name: string, readonly help: string, readonly type: string) {}
   abstract samples(): string[];
   render(): string {

@@ -9,9 +9,15 @@ import { openaiError } from "../http/errors.ts";
 
 export interface ApiKeyAuthOptions {
   keys: readonly string[];
+  /** A request this accepts passes without an API key (an edge carrying the backend key). */
+  allow?: (headers: Headers) => boolean;
 }
 
-function constantTimeIn(candidate: string, keys: readonly string[]): boolean {
+/** The header in which an edge sends `--backend-key` to its backends (docs/edge.md). */
+export const BACKEND_KEY_HEADER = "x-sinkstream-backend-key";
+
+/** Whether `candidate` is one of `keys`, in time independent of where they differ. */
+export function constantTimeIn(candidate: string, keys: readonly string[]): boolean {
   let ok = false;
   for (const k of keys) {
     let d = candidate.length ^ k.length;
@@ -19,6 +25,12 @@ function constantTimeIn(candidate: string, keys: readonly string[]): boolean {
     if (d === 0) ok = true;
   }
   return ok;
+}
+
+/** Whether the request carries the backend key `key` (false when there is none on this side). */
+export function backendKeyMatches(headers: Headers, key: string | undefined): boolean {
+  const sent = headers.get(BACKEND_KEY_HEADER);
+  return key !== undefined && sent !== null && constantTimeIn(sent, [key]);
 }
 
 /** The key a request carries, from the Authorization header or the WebSocket subprotocol list. */
@@ -41,7 +53,7 @@ export function requestApiKey(headers: Headers): string | null {
 export function apiKeyAuth(opts: ApiKeyAuthOptions): MiddlewareHandler {
   const keys = [...opts.keys];
   return async (c, next) => {
-    if (keys.length === 0) return await next();
+    if (keys.length === 0 || opts.allow?.(c.req.raw.headers)) return await next();
     const key = requestApiKey(c.req.raw.headers);
     if (key === null || !constantTimeIn(key, keys)) {
       const message = key === null

@@ -6,6 +6,9 @@
  * resume); without one it gets an `error` (server_busy) and a 1013 close, never
  * a hang. During shutdown: `server_shutting_down` and a 1001 close.
  * Resume: `?session_id=…&resume_token=…` reattaches to a detached session.
+ * Edge sessions: a connection with the right `--backend-key` header is an edge's; its session gets an
+ * EdgeLink (edge_link.ts), and only such a connection can resume it. A wrong key (or none configured
+ * here) is refused before the upgrade with 401.
  */
 import type { Context } from "hono";
 import type { ErrorCode } from "../errors.ts";
@@ -14,7 +17,9 @@ import { isRefusal, type Refusal, SHUTTING_DOWN, type Slot } from "../response/a
 import type { SessionContext, SessionSocket } from "./session.ts";
 import { RealtimeSession } from "./session.ts";
 import { errorEvent, newEventId } from "./protocol.ts";
-import { upgradeWebSocket } from "../server/upgrade.ts";
+import { realtimeUpgrade } from "./realtime_upgrade.ts";
+import { EdgeLink } from "./edge_link.ts";
+import { BACKEND_KEY_HEADER, backendKeyMatches } from "./internal_protocol.ts";
 
 function safeEqual(a: string, b: string): boolean {
   if (a.length !== b.length) return false;
@@ -58,23 +63,22 @@ export class SessionManager {
   /** Hono handler for the WebSocket upgrade. */
   handle(c: Context): Response {
     const req = c.req.raw;
-    if ((req.headers.get("upgrade") ?? "").toLowerCase() !== "websocket") {
-      return openaiError(
-        c,
-        426,
-        "this endpoint speaks WebSocket; send an Upgrade: websocket request",
-        "upgrade_required",
-      );
+    const backendKey = this.ctx.config.backendKey;
+    const edge = backendKeyMatches(req.headers, backendKey);
+    if (!edge && req.headers.has(BACKEND_KEY_HEADER)) {
+      const why = backendKey === undefined
+        ? "this backend was started without --backend-key: it takes no edge sessions"
+        : "incorrect backend key";
+      return openaiError(c, 401, why, "invalid_api_key");
     }
-    // Our server's hook (gateway/server/upgrade.ts): selects `realtime` when offered, else the key protocol.
-    const { socket, response } = upgradeWebSocket(c, {
-      protocols: ["realtime", "openai-insecure-api-key.*"],
-    });
-    const url = new URL(req.url);
-    const resumeId = url.searchParams.get("session_id");
-    const resumeToken = url.searchParams.get("resume_token") ?? "";
-    socket.addEventListener("open", () => this.#onOpen(socket, resumeId, resumeToken));
-    return response;
+    const up = realtimeUpgrade(c);
+    if (up instanceof Response) return up;
+    const { socket, resume } = up;
+    socket.addEventListener(
+      "open",
+      () => this.#onOpen(socket, resume?.id ?? null, resume?.token ?? "", edge),
+    );
+    return up.response;
   }
 
   #reject(socket: WebSocket, code: ErrorCode, message: string, closeCode: number): void {
@@ -89,13 +93,13 @@ export class SessionManager {
     this.#reject(socket, r.code, r.message, r.code === "server_busy" ? 1013 : 1001);
   }
 
-  #onOpen(socket: WebSocket, resumeId: string | null, resumeToken: string): void {
+  #onOpen(socket: WebSocket, resumeId: string | null, resumeToken: string, edge: boolean): void {
     const admission = this.ctx.admission;
     if (admission.draining) return this.#refuse(socket, SHUTTING_DOWN);
     let session: RealtimeSession | undefined;
     if (resumeId !== null) {
       session = this.sessions.get(resumeId);
-      if (!session || !safeEqual(session.resumeToken, resumeToken)) {
+      if (!session || !safeEqual(session.resumeToken, resumeToken) || (session.link !== null) !== edge) {
         return this.#reject(socket, "session_not_found", "no session to resume with this id and token", 4404);
       }
       if (session.socket !== null) {
@@ -105,6 +109,7 @@ export class SessionManager {
       const slot = admission.acquire("session");
       if (isRefusal(slot)) return this.#refuse(socket, slot);
       session = new RealtimeSession(this.ctx);
+      if (edge) session.link = new EdgeLink(session);
       this.sessions.set(session.id, session);
       this.#slots.set(session, slot);
       this.#updateGauge();
@@ -119,6 +124,19 @@ export class SessionManager {
       if (s.socket !== sock) return;
       s.detach(admission.draining ? 0 : this.ctx.config.sessionTtl * 1000, () => this.remove(s));
     });
+  }
+
+  /** Drain (SIGTERM with --drain-timeout): new sessions are refused; edges are told to move theirs. */
+  drain(): void {
+    this.ctx.admission.drain();
+    for (const s of this.sessions.values()) if (s.socket !== null) s.link?.onDraining();
+  }
+
+  /** Responses running now (active from response.create to their last event). */
+  get activeResponses(): number {
+    let n = 0;
+    for (const s of this.sessions.values()) if (s.active !== null) n++;
+    return n;
   }
 
   /** Shutdown: refuse new sessions, cancel running responses (final events), close sockets, free all. */

@@ -5,7 +5,7 @@
  */
 import { z } from "zod";
 import type { SequenceLimits } from "../../runtime/types.ts";
-import { TemperatureSchema } from "../config/config.ts";
+import { TemperatureSchema } from "../config/server_options.ts";
 import { apiError, type ErrorCode } from "../errors.ts";
 
 /**

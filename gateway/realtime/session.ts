@@ -26,10 +26,18 @@ import {
   ResponseCreateSchema,
   type SessionUpdateSchema,
   type SinkstreamSession,
-  UNSUPPORTED_TYPES,
-  zodMessage,
 } from "./protocol.ts";
+import {
+  type ClientEvent,
+  type FrameRefusal,
+  isRefusal,
+  parseEvent,
+  readClientFrame,
+  unhandledEvent,
+} from "./client_events.ts";
 import { RealtimeResponse, type ResponseHost, type StoredItem } from "./response_events.ts";
+import type { EdgeLink } from "./edge_link.ts";
+import { type CheckpointItem, INTERNAL_PREFIX, type SessionState } from "./internal_protocol.ts";
 
 /** What the session needs from the rest of the gateway. */
 export interface SessionContext extends ResponseContext {
@@ -103,6 +111,8 @@ export class RealtimeSession implements ResponseHost {
   /** performance.now() of the last disconnect while the session waits for a resume; null when attached. */
   detachedAt: number | null = null;
   closed = false;
+  /** Set when an edge relays this session (edge_link.ts): checkpoints, restore, event count. */
+  link: EdgeLink | null = null;
 
   constructor(readonly ctx: SessionContext) {
     const bytes = crypto.getRandomValues(new Uint8Array(24));
@@ -160,6 +170,7 @@ export class RealtimeSession implements ResponseHost {
   }
 
   sendRaw(frame: string): boolean {
+    if (this.link?.muted) return true; // an event an edge replays: its answers went out before
     const s = this.socket;
     if (!s || s.readyState !== OPEN) return false;
     try {
@@ -183,6 +194,45 @@ export class RealtimeSession implements ResponseHost {
     this.socket = socket;
     this.detachedAt = null;
     this.send({ type: "session.created", session: this.sessionObject() });
+    this.link?.onAttach();
+  }
+
+  /** Responses that started in this conversation. */
+  get turns(): number {
+    return this.#turns;
+  }
+
+  /** Settings and turn state, for an edge checkpoint. */
+  state(): SessionState {
+    return {
+      turns: this.#turns,
+      instructions: this.instructions,
+      sent_instructions: this.#sentInstructions,
+      max_output_tokens: this.maxOutputTokens,
+      temperature: this.temperature,
+      sinkstream: { ...this.ext },
+    };
+  }
+
+  /** Take over a checkpoint's state (a restore, before anything else happened in this session). */
+  applyState(s: SessionState): void {
+    this.#turns = s.turns;
+    this.instructions = s.instructions;
+    this.#sentInstructions = s.sent_instructions;
+    this.maxOutputTokens = s.max_output_tokens;
+    this.temperature = s.temperature;
+    this.ext = { ...s.sinkstream };
+    Object.assign(this.conv.options, sequenceOptions(this.ctx.config, this.ext));
+  }
+
+  /** The items added and not answered yet, oldest first. */
+  unansweredItems(): CheckpointItem[] {
+    return this.#unsent.map((p) => ({ id: p.item.id, role: p.item.role, content: p.item.content }));
+  }
+
+  /** Sampling options of a response under these settings. */
+  samplingOf(s: Pick<SessionState, "sinkstream" | "temperature">): SamplingOptions {
+    return this.#sampling(s.sinkstream, s.temperature);
   }
 
   /**
@@ -225,33 +275,18 @@ export class RealtimeSession implements ResponseHost {
   }
 
   #handleFrame(data: unknown): void {
-    if (typeof data !== "string") {
-      this.sendError("binary_not_supported", "binary frames are not supported; send JSON text frames");
-      return;
-    }
-    const limit = this.ctx.config.maxFrameBytes;
-    if (data.length > limit || (data.length * 3 > limit && new TextEncoder().encode(data).length > limit)) {
-      this.sendError("frame_too_large", `frame exceeds the limit of ${limit} bytes`);
-      return;
-    }
-    let msg: unknown;
-    try {
-      msg = JSON.parse(data);
-    } catch {
-      this.sendError("invalid_json", "frame is not valid JSON");
-      return;
-    }
-    if (typeof msg !== "object" || msg === null || Array.isArray(msg)) {
-      this.sendError("invalid_event", "an event must be a JSON object with a string `type`");
-      return;
-    }
-    const obj = msg as Record<string, unknown>;
-    const eventId = typeof obj.event_id === "string" ? obj.event_id : null;
-    if (typeof obj.type !== "string") {
-      this.sendError("invalid_event", "an event must be a JSON object with a string `type`", eventId, "type");
-      return;
-    }
-    switch (obj.type) {
+    const ev = readClientFrame(data, this.ctx.config.maxFrameBytes);
+    if (ev.refused) return this.#refuse(ev);
+    const link = this.link;
+    if (link !== null && ev.type.startsWith(INTERNAL_PREFIX)) return link.handle(ev);
+    if (link !== null && !link.admit(ev.eventId)) return;
+    this.#dispatch(ev);
+    link?.handled();
+  }
+
+  #dispatch(ev: ClientEvent): void {
+    const { obj, eventId } = ev;
+    switch (ev.type) {
       case "session.update":
         return this.#sessionUpdate(obj, eventId);
       case "conversation.item.create":
@@ -263,24 +298,18 @@ export class RealtimeSession implements ResponseHost {
       case "conversation.item.delete":
         return this.#itemDelete(obj, eventId);
     }
-    if (UNSUPPORTED_TYPES.has(obj.type)) {
-      this.sendError(
-        "unsupported_event",
-        `${obj.type} is not supported: this server speaks the text subset of the Realtime API`,
-        eventId,
-        "type",
-      );
-      return;
-    }
-    this.sendError("unknown_event", `unknown event type "${obj.type.slice(0, 80)}"`, eventId, "type");
+    this.#refuse(unhandledEvent(ev.type, eventId));
+  }
+
+  #refuse(r: FrameRefusal): void {
+    this.sendError(r.code, r.message, r.eventId, r.param);
   }
 
   /** The event as `schema` reads it, or null after an `invalid_value` error naming what is wrong. */
   #parse<T>(schema: z.ZodType<T>, obj: unknown, eventId: string | null): T | null {
-    const r = schema.safeParse(obj);
-    if (r.success) return r.data;
-    const { message, param } = zodMessage(r.error);
-    this.sendError("invalid_value", message, eventId, param);
+    const r = parseEvent(schema, obj, eventId);
+    if (!isRefusal(r)) return r;
+    this.#refuse(r);
     return null;
   }
 
@@ -398,6 +427,7 @@ export class RealtimeSession implements ResponseHost {
     }
     for (const p of taken) messages.push({ role: p.item.role, content: textOf(p.item) });
     const maxTokens = p.max_output_tokens ?? this.maxOutputTokens;
+    this.link?.rememberFedTokens();
     const response = new RealtimeResponse(this, maxTokens, p.metadata ?? null);
     const run = new ResponseRun(this.ctx, {
       conv: this.conv,
@@ -421,15 +451,19 @@ export class RealtimeSession implements ResponseHost {
     // turn is still being rendered.
     const active: ActiveResponse = { response, run, done: Promise.resolve() };
     this.active = active;
-    active.done = run.done.then((o) => {
-      if (this.active === active) this.active = null;
+    active.done = run.done.then(async (o) => {
       if (o.kind === "finished") {
         // The turn is in the conversation now (fed, or pending in the scheduler): its items are answered.
         for (const p of taken) this.input.releaseItem(p.bytes);
         if (!response.announced) this.#announce(response);
+        // Relayed by an edge: the state after this response, before its closing events (still active, so
+        // no response starts meanwhile).
+        if (this.link) await this.link.checkpoint();
+        if (this.active === active) this.active = null;
         response.finish(o);
         return;
       }
+      if (this.active === active) this.active = null;
       this.#unsent = [...taken, ...this.#unsent];
       if (o.kind === "invalid" && o.field !== undefined) {
         this.sendError("invalid_value", o.message, eventId, SETTING_PARAM[o.field] ?? null);

@@ -4,6 +4,7 @@
  * follows from the state.
  */
 import type { CacheStats, SamplingOptions, SequenceOptions, StepItem } from "../../runtime/types.ts";
+import type { FedTokens } from "./fed_tokens.ts";
 
 export type FinishReason = "stop" | "length" | "cancelled" | "error";
 
@@ -33,6 +34,7 @@ export interface GenerateResult {
 
 export interface GenerateRequest {
   prompt: number[];
+  /** 0: feed the prompt and sample nothing (a restore's prefill); the job ends "length" once it is fed. */
   maxTokens: number;
   sampling?: SamplingOptions;
   /** Tokens that end the response (not delivered, not fed). */
@@ -68,6 +70,8 @@ export class Conversation {
   released = false;
   /** KV bytes reserved for this conversation's worst case (0 before its first response). */
   reservedBytes = 0;
+  /** The ids fed so far, when something needs the cached ids (an edge checkpoint); else null. */
+  fed: FedTokens | null = null;
   constructor(readonly options: SequenceOptions) {}
   get started(): boolean {
     return this.seq !== null || this.reservedBytes > 0;

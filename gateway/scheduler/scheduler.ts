@@ -73,6 +73,8 @@ export class Scheduler {
   #liveSeqCount = 0;
   #rr = 0;
   #toFree: Conversation[] = [];
+  /** Calls waiting for the step in flight to return (betweenSteps). */
+  #between: (() => void)[] = [];
   /** Number of the step running or last run; a job is in the running step when its `step` equals it. */
   #stepNo = 0;
   #stepping = false;
@@ -134,6 +136,34 @@ export class Scheduler {
     this.#jobs.push(job);
     this.#kick();
     return job;
+  }
+
+  /**
+   * Run `fn` when no engine step is in flight (now, or as soon as the running step returns): for engine
+   * reads that must not overlap a step (Engine.cacheIndices). Rejects with what `fn` throws.
+   */
+  betweenSteps<T>(fn: () => T): Promise<T> {
+    if (!this.#stepping) {
+      try {
+        return Promise.resolve(fn());
+      } catch (e) {
+        return Promise.reject(e);
+      }
+    }
+    return new Promise<T>((resolve, reject) => {
+      this.#between.push(() => {
+        try {
+          resolve(fn());
+        } catch (e) {
+          reject(e);
+        }
+      });
+    });
+  }
+
+  #runBetween(): void {
+    if (this.#between.length === 0) return;
+    for (const f of this.#between.splice(0)) f();
   }
 
   /** Free a conversation's sequence (cancelling its response). Safe at any time. */
@@ -257,6 +287,7 @@ export class Scheduler {
     while (true) {
       const t0 = performance.now();
       this.#applyFrees();
+      this.#runBetween();
       this.#compact();
       if (this.#closed && this.#jobs.length === 0) return;
       const plan = this.#schedule();
@@ -311,7 +342,13 @@ export class Scheduler {
       const left = job.prompt.length - job.fed;
       const take = Math.min(left, this.prefillChunk, budget);
       const tokens = job.prompt.slice(job.fed, job.fed + take);
-      plan.push({ kind: "prefill", job, seq: job.conv.seq!, tokens, sample: take === left });
+      plan.push({
+        kind: "prefill",
+        job,
+        seq: job.conv.seq!,
+        tokens,
+        sample: take === left && job.req.maxTokens > 0,
+      });
       budget -= take;
     }
     return plan;
@@ -374,10 +411,12 @@ export class Scheduler {
     if (job.status === "done") return;
     job.conv.statsStale = true;
     if (result.error !== undefined) return this.#end(job, "error", result.error);
+    job.conv.fed?.push(item.tokens);
     if (item.kind === "decode") job.next = -1; // fed
     else job.fed += item.tokens.length;
     if (job.cancelRequest !== null) this.#end(job, "cancelled");
     else if (item.sample) this.#deliver(job, result.token, now);
+    else if (job.req.maxTokens === 0 && job.fed === job.prompt.length) this.#end(job, "length");
   }
 
   /** Hand one sampled token to its job (phase 1); marks the job `finishing` when the response ends here. */

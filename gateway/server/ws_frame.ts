@@ -1,6 +1,6 @@
 /**
  * RFC 6455 framing (section 5): frame headers read from client bytes, and server frames (never masked)
- * built for the send queue. No I/O here.
+ * built for the send queue; client frames (masked) for the edge's upstream sockets. No I/O here.
  */
 
 export const OP_CONTINUATION = 0x0;
@@ -141,4 +141,22 @@ export function closePayload(code: number, reason: string): Uint8Array {
   out[1] = code & 0xff;
   out.set(r.subarray(0, n), 2);
   return out;
+}
+
+/** One unfragmented client frame: `payload` masked with a random key (RFC 6455 5.3). */
+export function maskedFrame(opcode: number, payload: Uint8Array): Uint8Array {
+  const h = headerSize(payload.length);
+  const out = new Uint8Array(h + 4 + payload.length);
+  writeHeader(out, 0, opcode, payload.length);
+  out[1] |= 0x80;
+  const key = crypto.getRandomValues(new Uint8Array(4));
+  out.set(key, h);
+  const body = h + 4;
+  for (let i = 0; i < payload.length; i++) out[body + i] = payload[i] ^ key[i & 3];
+  return out;
+}
+
+/** A masked client text frame. */
+export function maskedTextFrame(text: string): Uint8Array {
+  return maskedFrame(OP_TEXT, encoder.encode(text));
 }

@@ -1,29 +1,14 @@
 /**
  * The engine seam: the gateway app (everything but its entrypoint, gateway/main.ts) reaches the
- * engine only through runtime/types.ts, so an edge build without FFI, or another engine (a
- * TensorRT-LLM adapter), can stand behind it. Checked on the real module graph (`deno info`), and
- * the FFI module itself must be the only place that calls Deno.dlopen.
+ * engine only through runtime/types.ts, so another engine (a TensorRT-LLM adapter) can stand behind it.
+ * Checked on the real module graph (`deno info`), and the FFI module itself must be the only place that
+ * calls Deno.dlopen. (The edge, which has no engine at all: tests/gateway/edge/deployable.test.ts.)
  */
 import assert from "node:assert/strict";
-import { fileURLToPath } from "node:url";
-
-const ROOT = fileURLToPath(new URL("../../", import.meta.url));
-
-async function localModules(entry: string): Promise<string[]> {
-  const out = await new Deno.Command(Deno.execPath(), {
-    args: ["info", "--json", entry],
-    cwd: ROOT,
-    stdout: "piped",
-    stderr: "piped",
-  }).output();
-  assert.ok(out.success, new TextDecoder().decode(out.stderr));
-  const graph = JSON.parse(new TextDecoder().decode(out.stdout)) as { modules: { specifier: string }[] };
-  return graph.modules.map((m) => m.specifier).filter((s) => s.startsWith("file://"))
-    .map((s) => fileURLToPath(s).slice(ROOT.length));
-}
+import { moduleGraph, ROOT } from "./_module_graph.ts";
 
 Deno.test("seam: the gateway app imports no FFI code, only runtime/types.ts (+ the pure detokenizer, errors)", async () => {
-  const mods = await localModules("gateway/app.ts");
+  const mods = (await moduleGraph("gateway/app.ts")).local;
   assert.ok(mods.includes("gateway/scheduler/scheduler.ts"), `graph was read: ${mods.join(", ")}`);
   const runtime = mods.filter((m) => m.startsWith("runtime/"));
   // types.ts names the typed errors of StepResult.error (runtime/errors.ts touches no FFI)
