@@ -18,6 +18,8 @@ export type ErrorCode =
   | "invalid_value"
   | "input_too_large"
   | "prompt_too_large"
+  | "unsupported_parameter"
+  | "unknown_parameter"
   // Realtime events.
   | "invalid_event"
   | "binary_not_supported"
