@@ -24,6 +24,7 @@ import {
 } from "../response/runner.ts";
 import { Conversation } from "../scheduler/scheduler.ts";
 import { ChatRequestSchema, stopStrings, toMessages } from "./chat_request.ts";
+import { chatParamProblem } from "./chat_unsupported.ts";
 import { openaiError } from "./errors.ts";
 import { SseStream } from "./sse.ts";
 import type { ServerEnv } from "../server/upgrade.ts";
@@ -103,6 +104,8 @@ export async function chatCompletions(c: Context, ctx: CompletionContext): Promi
     const { message, param } = zodMessage(parsed.error);
     return openaiError(c, 400, message, "invalid_value", param);
   }
+  const problem = chatParamProblem(body as Record<string, unknown>);
+  if (problem) return openaiError(c, 400, problem.message, problem.code, problem.param);
   const req = parsed.data;
   const model = ctx.modelName;
   if (req.model && req.model !== model) {

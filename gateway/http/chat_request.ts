@@ -26,7 +26,8 @@ export const ChatRequestSchema = z.object({
   top_p: z.number().nullable().optional(),
   seed: z.number().int().min(0).max(Number.MAX_SAFE_INTEGER).nullable().optional(),
   stop: z.union([z.string(), z.array(z.string().min(1)).max(4)]).nullable().optional(),
-  n: z.literal(1).nullable().optional(),
+  /** Values other than 1 are refused as unsupported (chat_unsupported.ts). */
+  n: z.number().int().min(1).nullable().optional(),
 }).loose();
 
 export type ChatRequest = z.infer<typeof ChatRequestSchema>;
