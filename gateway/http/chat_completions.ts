@@ -23,7 +23,8 @@ import {
   type ResponseSink,
 } from "../response/runner.ts";
 import { Conversation } from "../scheduler/scheduler.ts";
-import { ChatRequestSchema, stopStrings, toMessages } from "./chat_request.ts";
+import { ChatRequestSchema, logprobsOf, stopStrings, toMessages } from "./chat_request.ts";
+import type { TokenLogprob } from "../response/logprobs.ts";
 import { chatParamProblem } from "./chat_unsupported.ts";
 import { openaiError } from "./errors.ts";
 import { SseStream } from "./sse.ts";
@@ -124,13 +125,17 @@ export async function chatCompletions(c: Context, ctx: CompletionContext): Promi
   const conv = new Conversation(sequenceOptions(cfg));
   const id = newId("chatcmpl");
   const created = Math.floor(Date.now() / 1000);
-  const chunk = (delta: Record<string, unknown>, finish: string | null) => ({
+  const logprobs = logprobsOf(req);
+  /** A choice's `logprobs` (OpenAI: null when not asked for). */
+  const lp = (entries: TokenLogprob[] | null | undefined) =>
+    logprobs === undefined ? null : { content: entries ?? [], refusal: null };
+  const chunk = (delta: Record<string, unknown>, finish: string | null, entries?: TokenLogprob[]) => ({
     id,
     object: "chat.completion.chunk",
     created,
     model,
     system_fingerprint: null,
-    choices: [{ index: 0, delta, logprobs: null, finish_reason: finish }],
+    choices: [{ index: 0, delta, logprobs: entries ? lp(entries) : null, finish_reason: finish }],
   });
   const cancel = () => run.cancel("client");
   const sse = req.stream ? new SseStream(cancel) : null;
@@ -138,7 +143,7 @@ export async function chatCompletions(c: Context, ctx: CompletionContext): Promi
   const sink: ResponseSink = sse
     ? {
       onStart: () => sse.send(chunk({ role: "assistant", content: "" }, null)),
-      onText: (text) => sse.send(chunk({ content: text }, null)),
+      onText: (text, entries) => sse.send(chunk({ content: text }, null, entries)),
     }
     : { onText: () => false }; // JSON: the text comes with the outcome
   const run = new ResponseRun(ctx, {
@@ -152,6 +157,7 @@ export async function chatCompletions(c: Context, ctx: CompletionContext): Promi
       ...(req.seed != null ? { seed: req.seed } : {}),
     },
     stops: stopStrings(req),
+    logprobs,
     // Backpressure, as for a Realtime socket: a stream whose client does not read is paused while the
     // connection's send queue holds more than --backpressure-bytes (our server says how much, c.env).
     isPaused: sse && env ? () => (env.bufferedAmount ?? 0) > cfg.backpressureBytes : undefined,
@@ -183,7 +189,7 @@ export async function chatCompletions(c: Context, ctx: CompletionContext): Promi
       choices: [{
         index: 0,
         message: { role: "assistant", content: o.text, refusal: null },
-        logprobs: null,
+        logprobs: lp(o.logprobs),
         finish_reason: o.reason,
       }],
       usage: usage(o),
