@@ -38,6 +38,7 @@ export type ErrorCode =
   | "backend_unavailable"
   // HTTP.
   | "model_not_found"
+  | "previous_response_not_found"
   | "request_too_large"
   | "not_found"
   | "upgrade_required"

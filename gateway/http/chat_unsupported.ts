@@ -5,11 +5,12 @@
  * 400 (`unsupported_parameter` / `unknown_parameter`, `param` set) before anything runs.
  */
 import {
+  ACCEPTED_HINTS,
   asksAudio,
   asksUnless,
-  findUnsupported,
   isEmptyValue,
-  unknownKeys,
+  type ParamProblem,
+  requestProblem,
   type UnsupportedRule,
 } from "../response/unsupported.ts";
 
@@ -61,34 +62,32 @@ const CHAT_KNOWN: ReadonlySet<string> = new Set([
   "logprobs",
   "top_logprobs",
   "parallel_tool_calls",
-  "user",
-  "safety_identifier",
-  "prompt_cache_key",
-  "prompt_cache_options",
-  "prompt_cache_retention",
+  ...ACCEPTED_HINTS,
 ]);
-
-export interface ParamProblem {
-  code: "unsupported_parameter" | "unknown_parameter";
-  message: string;
-  param: string;
-}
 
 /** The first parameter of a chat completion request (a JSON object) this server refuses; null when none. */
 export function chatParamProblem(body: Record<string, unknown>): ParamProblem | null {
-  const [u] = findUnsupported(body, CHAT_UNSUPPORTED);
-  if (u) return { code: "unsupported_parameter", ...u };
+  return requestProblem(body, CHAT_UNSUPPORTED, CHAT_KNOWN, toolCallsProblem);
+}
+
+/** A tool message, or an assistant message with tool calls. */
+function toolCallsProblem(body: Record<string, unknown>): ParamProblem | null {
   const messages = Array.isArray(body.messages) ? body.messages : [];
   for (let i = 0; i < messages.length; i++) {
-    const calls = (messages[i] as { tool_calls?: unknown } | null)?.tool_calls;
+    const m = messages[i] as { tool_calls?: unknown; role?: unknown } | null;
+    if (m?.role === "tool" || m?.role === "function") {
+      const param = `messages.${i}.role`;
+      return {
+        code: "unsupported_parameter",
+        param,
+        message: `${param} ${m.role} is not supported: ${NO_TOOLS}`,
+      };
+    }
+    const calls = m?.tool_calls;
     if (!isEmptyValue(calls)) {
       const param = `messages.${i}.tool_calls`;
       return { code: "unsupported_parameter", param, message: `${param} is not supported: ${NO_TOOLS}` };
     }
-  }
-  const [k] = unknownKeys(body, CHAT_KNOWN, CHAT_UNSUPPORTED);
-  if (k !== undefined) {
-    return { code: "unknown_parameter", param: k, message: `unrecognized request argument supplied: ${k}` };
   }
   return null;
 }

@@ -66,6 +66,8 @@ export interface ResponseSpec {
   isPaused?: () => boolean;
   /** Log-probabilities of each generated token with this many alternatives (0..20); unset: none (logprobs.ts). */
   logprobs?: number;
+  /** Keep the ids of the rendered turn and of the generated tokens in the outcome (`Finished.tokens`). */
+  recordTokens?: boolean;
 }
 
 export interface ResponseSink {
@@ -89,6 +91,11 @@ export interface Finished {
   text: string;
   /** With `spec.logprobs`: one entry per generated token (EOS excluded); else null. */
   logprobs: TokenLogprob[] | null;
+  /**
+   * With `spec.recordTokens`: the rendered turn (without the conversation's pending tokens fed before it)
+   * and the generated ids delivered (EOS excluded), in order; else null.
+   */
+  tokens: { turn: number[]; output: number[] } | null;
   promptTokens: number;
   outputTokens: number;
   stats: CacheStats | null;
@@ -184,6 +191,7 @@ export class ResponseRun {
     /** Every entry so far, and those not handed to the sink yet. */
     const all: TokenLogprob[] | null = reader ? [] : null;
     let unsent: TokenLogprob[] = [];
+    const tokens = spec.recordTokens ? { turn: prompt, output: [] as number[] } : null;
     const take = () => {
       const t = unsent;
       unsent = [];
@@ -198,6 +206,7 @@ export class ResponseRun {
       logits: reader !== null,
       // Hot path, once per token.
       onToken: (token, logits) => {
+        tokens?.output.push(token);
         if (reader && logits) {
           const entry = reader.read(token, logits);
           all!.push(entry);
@@ -225,7 +234,7 @@ export class ResponseRun {
       sink.onText(tail, take()); // not tied to a step: not a per-token latency
     }
     const reason = r.reason === "length" && stops.stopped ? "stop" : r.reason;
-    return this.#finished({ ...r, reason }, text, all);
+    return this.#finished({ ...r, reason }, text, all, tokens);
   }
 
   #notStarted(why: NotStarted): NotStarted {
@@ -237,6 +246,7 @@ export class ResponseRun {
     r: { reason: FinishReason; detail?: string; error?: Error; promptTokens?: number; outputTokens?: number },
     text: string,
     logprobs: TokenLogprob[] | null = null,
+    tokens: Finished["tokens"] = null,
   ): Finished {
     return {
       kind: "finished",
@@ -245,6 +255,7 @@ export class ResponseRun {
       error: r.error,
       text,
       logprobs,
+      tokens,
       promptTokens: r.promptTokens ?? 0,
       outputTokens: r.outputTokens ?? 0,
       stats: this.spec.conv.stats,

@@ -22,6 +22,15 @@ export interface Unsupported {
   message: string;
 }
 
+/** Parameters of OpenAI's HTTP APIs accepted everywhere though they change nothing here: identifiers, cache hints. */
+export const ACCEPTED_HINTS: readonly string[] = [
+  "user",
+  "safety_identifier",
+  "prompt_cache_key",
+  "prompt_cache_options",
+  "prompt_cache_retention",
+];
+
 /** Values that ask for nothing: absent, null, an empty list or object. */
 export function isEmptyValue(v: unknown): boolean {
   if (v === undefined || v === null) return true;
@@ -37,11 +46,15 @@ export function asksUnless(...ok: unknown[]): (v: unknown) => boolean {
 /** Asks when a list of modalities includes "audio". */
 export const asksAudio = (v: unknown): boolean => Array.isArray(v) && v.includes("audio");
 
+export function isObject(v: unknown): v is Record<string, unknown> {
+  return typeof v === "object" && v !== null && !Array.isArray(v);
+}
+
 function lookup(obj: unknown, path: string): unknown {
   let v = obj;
   for (const key of path.split(".")) {
-    if (typeof v !== "object" || v === null || Array.isArray(v)) return undefined;
-    v = (v as Record<string, unknown>)[key];
+    if (!isObject(v)) return undefined;
+    v = v[key];
   }
   return v;
 }
@@ -72,4 +85,31 @@ export function unknownKeys(
   rules: readonly UnsupportedRule[],
 ): string[] {
   return Object.keys(obj).filter((k) => !known.has(k) && !rules.some((r) => r.param.split(".")[0] === k));
+}
+
+/** Why an HTTP request is refused before anything runs (400, `param` set). */
+export interface ParamProblem {
+  code: "unsupported_parameter" | "unknown_parameter";
+  message: string;
+  param: string;
+}
+
+/**
+ * The first parameter of a request body that asks for something in `rules`, else the first problem
+ * `items` finds in its nested items (messages, input items), else its first key neither `known` nor a rule
+ * names; null when there is none.
+ */
+export function requestProblem(
+  body: Record<string, unknown>,
+  rules: readonly UnsupportedRule[],
+  known: ReadonlySet<string>,
+  items?: (body: Record<string, unknown>) => ParamProblem | null,
+): ParamProblem | null {
+  const [u] = findUnsupported(body, rules);
+  if (u) return { code: "unsupported_parameter", ...u };
+  const p = items?.(body);
+  if (p) return p;
+  const [k] = unknownKeys(body, known, rules);
+  if (k === undefined) return null;
+  return { code: "unknown_parameter", param: k, message: `unrecognized request argument supplied: ${k}` };
 }

@@ -42,9 +42,9 @@ Deno.test("agents-realtime: default config, instructions applied, two turns, his
         { role: "user", content: "Tell me about Lily." },
       ], true);
       assert.equal(r1.usage.input_tokens, first);
+      // (The SDK sends its tracing update separately; the order of the two updates is its own.)
       const updated = events.filter((e) => e.type === "session.updated");
-      assert.ok(updated.length >= 1);
-      assert.equal(updated[0].session.instructions, INSTRUCTIONS);
+      assert.ok(updated.some((u) => u.session.instructions === INSTRUCTIONS), JSON.stringify(updated));
 
       const done2 = next("response.done");
       session.sendMessage("And what did Tom do?");

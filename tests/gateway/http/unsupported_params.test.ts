@@ -37,6 +37,13 @@ Deno.test("chat completions: unsupported and unknown parameters get a 400 naming
         "unsupported_parameter",
         "messages.1.tool_calls",
       ],
+      [
+        {
+          messages: [...messages, { role: "tool", content: "1", tool_call_id: "c" }],
+        },
+        "unsupported_parameter",
+        "messages.1.role",
+      ],
       [{ sparkle: true }, "unknown_parameter", "sparkle"],
     ];
     for (const [extra, code, param] of refused) {
