@@ -54,6 +54,7 @@ export class ResponseStore {
   readonly #live = new Map<string, Conversation>();
   #bytes = 0;
   #sweeper: ReturnType<typeof setInterval> | null = null;
+  #closed = false;
 
   constructor(readonly scheduler: Scheduler, readonly limits: StoreLimits, readonly now = () => Date.now()) {
     scheduler.kv.reclaim = (bytes) => this.#freeLive(bytes);
@@ -81,9 +82,9 @@ export class ResponseStore {
     return r;
   }
 
-  /** Store a record (or store it again after it changed); false when the store keeps none. */
+  /** Store a record (or store it again after it changed); false when the store keeps none (or is closed). */
   put(r: StoredResponse): boolean {
-    if (this.limits.maxRecords === 0) return false;
+    if (this.limits.maxRecords === 0 || this.#closed) return false;
     const old = this.#records.get(r.id);
     if (old) this.#bytes -= old.bytes;
     else this.#records.set(r.id, r);
@@ -105,7 +106,7 @@ export class ResponseStore {
 
   /** Keep `conv` live as the chain head of record `id`; frees the least recently used idle chain past the cap. */
   keepLive(id: string, conv: Conversation): void {
-    if (this.limits.maxLive === 0 || !this.#records.has(id) || conv.released) {
+    if (this.limits.maxLive === 0 || this.#closed || !this.#records.has(id) || conv.released) {
       this.scheduler.release(conv);
       return;
     }
@@ -128,6 +129,7 @@ export class ResponseStore {
 
   /** Free every live chain and stop the sweeper (shutdown). */
   close(): void {
+    this.#closed = true;
     if (this.#sweeper !== null) clearInterval(this.#sweeper);
     this.#sweeper = null;
     for (const id of [...this.#live.keys()]) this.#dropLive(id);
