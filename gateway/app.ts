@@ -20,6 +20,8 @@ import { createWebRoutes } from "./web/routes.ts";
 import { completionBodyLimit, metricsRoute, v1Router, withOpenaiErrors } from "./app_routes.ts";
 import type { SessionContext } from "./realtime/session.ts";
 import { Scheduler } from "./scheduler/scheduler.ts";
+import { createResponse, deleteResponse, getResponse, type ResponsesContext } from "./responses/handler.ts";
+import { ResponseStore } from "./responses/store.ts";
 import type { Server } from "./server/serve.ts";
 import { type ListenOptions, serveWithOurServer } from "./serve_options.ts";
 
@@ -42,6 +44,8 @@ export interface Gateway {
   sessions: SessionManager;
   metrics: Metrics;
   ctx: SessionContext;
+  /** Stored Responses API responses and their live chains. */
+  responses: ResponseStore;
   /** Start a real server (port 0 = any free port); throws Deno's listen error (e.g. AddrInUse). */
   serve(opts?: ServeOptions): Server;
   /**
@@ -79,6 +83,13 @@ export function createApp(opts: CreateAppOptions): Gateway {
     modelName,
   };
   const sessions = new SessionManager(ctx);
+  const responses = new ResponseStore(scheduler, {
+    ttlMs: config.responsesTtl * 1000,
+    maxRecords: config.responsesMax,
+    maxBytes: config.responsesMaxMb * 1024 * 1024,
+    maxLive: config.responsesLive,
+  });
+  const rctx: ResponsesContext = { ...ctx, responses };
   const created = Math.floor(Date.now() / 1000);
   let shuttingDown: Promise<void> | null = null;
   const servers: Server[] = [];
@@ -105,6 +116,9 @@ export function createApp(opts: CreateAppOptions): Gateway {
     completionBodyLimit(config),
     (c) => chatCompletions(c, ctx),
   );
+  v1.post("/responses", completionBodyLimit(config), (c) => createResponse(c, rctx));
+  v1.get("/responses/:id", (c) => getResponse(c, rctx));
+  v1.delete("/responses/:id", (c) => deleteResponse(c, rctx));
   const modelObject = { id: modelName, object: "model", created, owned_by: "sinkstream" };
   v1.get("/models", (c) => c.json({ object: "list", data: [modelObject] }));
   v1.get(
@@ -128,6 +142,7 @@ export function createApp(opts: CreateAppOptions): Gateway {
     sessions,
     metrics,
     ctx,
+    responses,
     serve(so: ServeOptions = {}) {
       const server = serveWithOurServer(app.fetch, config, so);
       servers.push(server);
@@ -143,6 +158,7 @@ export function createApp(opts: CreateAppOptions): Gateway {
     shutdown() {
       shuttingDown ??= (async () => {
         await sessions.shutdown();
+        responses.close();
         await scheduler.close("shutdown");
         ctx.renderer.close(); // its tokenizer worker, if a large turn started one
         // HTTP streams end once their jobs are cancelled; then the servers close.

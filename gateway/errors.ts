@@ -18,6 +18,8 @@ export type ErrorCode =
   | "invalid_value"
   | "input_too_large"
   | "prompt_too_large"
+  | "unsupported_parameter"
+  | "unknown_parameter"
   // Realtime events.
   | "invalid_event"
   | "binary_not_supported"
@@ -36,6 +38,7 @@ export type ErrorCode =
   | "backend_unavailable"
   // HTTP.
   | "model_not_found"
+  | "previous_response_not_found"
   | "request_too_large"
   | "not_found"
   | "upgrade_required"

@@ -85,7 +85,8 @@ async function main(): Promise<void> {
     engine = await createEngine(model, {
       backend,
       threads: config.threads,
-      maxSequences: Math.max(1, config.maxSessions),
+      // Sessions and running completions, plus the idle Responses API chains kept live (--responses-live).
+      maxSequences: Math.max(1, config.maxSessions + config.responsesLive),
       maxBatchTokens: config.maxBatchTokens,
     });
   } catch (e) {

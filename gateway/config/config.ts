@@ -41,6 +41,14 @@ export const ConfigSchema = z.object({
   maxPromptTokens: z.number().int().min(0).default(1 << 20),
   /** MiB of client input not yet consumed (pending items + rendered prompts) over all sessions; 0 = no cap. */
   inputBudgetMb: z.number().min(0).default(512),
+  /** Seconds a stored Responses API response is kept (GET, previous_response_id). */
+  responsesTtl: z.number().gt(0).default(3600),
+  /** Stored responses at most; past it the oldest go first. 0 = store none. */
+  responsesMax: z.number().int().min(0).default(1000),
+  /** MiB of stored responses (their objects and the token ids to rebuild their chains) at most. */
+  responsesMaxMb: z.number().min(0).default(64),
+  /** Idle Responses API chains whose engine sequence is kept for the next turn (past it: rebuilt on demand). */
+  responsesLive: z.number().int().min(0).default(16),
   maxBatchTokens: positiveInt.default(512),
   /** Largest prefill chunk of one sequence in one step. */
   prefillChunk: positiveInt.default(128),
@@ -110,6 +118,34 @@ const FIELDS: FieldSpec[] = [
     env: "INPUT_BUDGET_MB",
     kind: "number",
     help: "MiB of unprocessed input, all sessions (0 = no cap)",
+  },
+  {
+    key: "responsesTtl",
+    flag: "responses-ttl",
+    env: "RESPONSES_TTL",
+    kind: "number",
+    help: "seconds a stored Responses API response is kept",
+  },
+  {
+    key: "responsesMax",
+    flag: "responses-max",
+    env: "RESPONSES_MAX",
+    kind: "int",
+    help: "stored responses at most (0 = none)",
+  },
+  {
+    key: "responsesMaxMb",
+    flag: "responses-max-mb",
+    env: "RESPONSES_MAX_MB",
+    kind: "number",
+    help: "MiB of stored responses at most",
+  },
+  {
+    key: "responsesLive",
+    flag: "responses-live",
+    env: "RESPONSES_LIVE",
+    kind: "int",
+    help: "idle response chains whose cache stays live",
   },
   {
     key: "maxBatchTokens",

@@ -9,77 +9,25 @@
  * `[DONE]`. (A client that goes away cancels its completion too, but nobody reads that answer.)
  */
 import type { Context } from "hono";
-import type { ContentfulStatusCode } from "hono/utils/http-status";
 import type { Config } from "../config/config.ts";
-import { apiError, type ErrorCode } from "../errors.ts";
-import { newId, zodMessage } from "../realtime/protocol.ts";
+import { apiError } from "../errors.ts";
+import { newId } from "../realtime/protocol.ts";
 import { isRefusal } from "../response/admission.ts";
 import { sequenceOptions } from "../response/options.ts";
-import {
-  type Finished,
-  type NotStarted,
-  type ResponseContext,
-  ResponseRun,
-  type ResponseSink,
-} from "../response/runner.ts";
+import { type Finished, type ResponseContext, ResponseRun, type ResponseSink } from "../response/runner.ts";
 import { Conversation } from "../scheduler/scheduler.ts";
-import { ChatRequestSchema, stopStrings, toMessages } from "./chat_request.ts";
+import { ChatRequestSchema, logprobsOf, stopStrings, toMessages } from "./chat_request.ts";
+import type { TokenLogprob } from "../response/logprobs.ts";
+import { chatParamProblem } from "./chat_unsupported.ts";
 import { openaiError } from "./errors.ts";
+import { readRequest } from "./read_request.ts";
+import { cutShort, type Failure, notStartedFailure } from "./failures.ts";
 import { SseStream } from "./sse.ts";
 import type { ServerEnv } from "../server/upgrade.ts";
 
 export interface CompletionContext extends ResponseContext {
   config: Config;
   modelName: string;
-}
-
-interface Failure {
-  status: ContentfulStatusCode;
-  code: ErrorCode;
-  message: string;
-  param?: string;
-}
-
-/** Where each engine option comes from in the request body (for `error.param`). */
-const REQUEST_PARAM: Record<string, string> = { temperature: "temperature", topP: "top_p", seed: "seed" };
-
-/** Why a completion did not start, as an HTTP error. */
-function notStartedFailure(o: NotStarted): Failure {
-  if (o.kind === "invalid" && o.field !== undefined) {
-    return {
-      status: 400,
-      code: "invalid_value",
-      message: o.message,
-      param: REQUEST_PARAM[o.field] ?? o.field,
-    };
-  }
-  if (o.kind === "invalid") {
-    return {
-      status: 400,
-      code: "invalid_value",
-      message: `cannot render messages: ${o.message}`,
-      param: "messages",
-    };
-  }
-  if (o.kind === "too_large") {
-    return { status: 400, code: "prompt_too_large", message: o.message, param: "messages" };
-  }
-  return { status: o.code === "server_busy" ? 429 : 503, code: o.code, message: o.message };
-}
-
-/** A completion that did not end by itself, as an HTTP error; null when it did. */
-function cutShort(o: Finished): Failure | null {
-  if (o.reason === "error") {
-    return { status: 500, code: "engine_error", message: o.error?.message ?? "generation failed" };
-  }
-  if (o.reason === "cancelled") {
-    return {
-      status: 503,
-      code: "server_shutting_down",
-      message: "the server shut down before the completion ended",
-    };
-  }
-  return null;
 }
 
 function usage(o: Finished) {
@@ -92,28 +40,9 @@ function usage(o: Finished) {
 
 export async function chatCompletions(c: Context, ctx: CompletionContext): Promise<Response> {
   const fail = (f: Failure) => openaiError(c, f.status, f.message, f.code, f.param ?? null);
-  let body: unknown;
-  try {
-    body = await c.req.json();
-  } catch {
-    return openaiError(c, 400, "request body is not valid JSON", "invalid_json");
-  }
-  const parsed = ChatRequestSchema.safeParse(body);
-  if (!parsed.success) {
-    const { message, param } = zodMessage(parsed.error);
-    return openaiError(c, 400, message, "invalid_value", param);
-  }
-  const req = parsed.data;
   const model = ctx.modelName;
-  if (req.model && req.model !== model) {
-    return openaiError(
-      c,
-      404,
-      `the model \`${req.model}\` does not exist; this server serves \`${model}\``,
-      "model_not_found",
-      "model",
-    );
-  }
+  const req = await readRequest(c, ChatRequestSchema, chatParamProblem, model);
+  if (req instanceof Response) return req;
   const slot = ctx.admission.acquire("completion");
   if (isRefusal(slot)) return fail(notStartedFailure({ kind: "refused", ...slot }));
 
@@ -121,13 +50,17 @@ export async function chatCompletions(c: Context, ctx: CompletionContext): Promi
   const conv = new Conversation(sequenceOptions(cfg));
   const id = newId("chatcmpl");
   const created = Math.floor(Date.now() / 1000);
-  const chunk = (delta: Record<string, unknown>, finish: string | null) => ({
+  const logprobs = logprobsOf(req);
+  /** A choice's `logprobs` (OpenAI: null when not asked for). */
+  const lp = (entries: TokenLogprob[] | null | undefined) =>
+    logprobs === undefined ? null : { content: entries ?? [], refusal: null };
+  const chunk = (delta: Record<string, unknown>, finish: string | null, entries?: TokenLogprob[]) => ({
     id,
     object: "chat.completion.chunk",
     created,
     model,
     system_fingerprint: null,
-    choices: [{ index: 0, delta, logprobs: null, finish_reason: finish }],
+    choices: [{ index: 0, delta, logprobs: entries ? lp(entries) : null, finish_reason: finish }],
   });
   const cancel = () => run.cancel("client");
   const sse = req.stream ? new SseStream(cancel) : null;
@@ -135,7 +68,7 @@ export async function chatCompletions(c: Context, ctx: CompletionContext): Promi
   const sink: ResponseSink = sse
     ? {
       onStart: () => sse.send(chunk({ role: "assistant", content: "" }, null)),
-      onText: (text) => sse.send(chunk({ content: text }, null)),
+      onText: (text, entries) => sse.send(chunk({ content: text }, null, entries)),
     }
     : { onText: () => false }; // JSON: the text comes with the outcome
   const run = new ResponseRun(ctx, {
@@ -149,6 +82,7 @@ export async function chatCompletions(c: Context, ctx: CompletionContext): Promi
       ...(req.seed != null ? { seed: req.seed } : {}),
     },
     stops: stopStrings(req),
+    logprobs,
     // Backpressure, as for a Realtime socket: a stream whose client does not read is paused while the
     // connection's send queue holds more than --backpressure-bytes (our server says how much, c.env).
     isPaused: sse && env ? () => (env.bufferedAmount ?? 0) > cfg.backpressureBytes : undefined,
@@ -180,7 +114,7 @@ export async function chatCompletions(c: Context, ctx: CompletionContext): Promi
       choices: [{
         index: 0,
         message: { role: "assistant", content: o.text, refusal: null },
-        logprobs: null,
+        logprobs: lp(o.logprobs),
         finish_reason: o.reason,
       }],
       usage: usage(o),

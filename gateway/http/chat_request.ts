@@ -2,6 +2,7 @@
 import { z } from "zod";
 import type { ChatMessage } from "../chat/template.ts";
 import { TemperatureSchema } from "../config/config.ts";
+import { MAX_TOP_LOGPROBS } from "../response/logprobs.ts";
 
 const Content = z.union([
   z.string(),
@@ -26,8 +27,14 @@ export const ChatRequestSchema = z.object({
   top_p: z.number().nullable().optional(),
   seed: z.number().int().min(0).max(Number.MAX_SAFE_INTEGER).nullable().optional(),
   stop: z.union([z.string(), z.array(z.string().min(1)).max(4)]).nullable().optional(),
-  n: z.literal(1).nullable().optional(),
-}).loose();
+  logprobs: z.boolean().nullable().optional(),
+  top_logprobs: z.number().int().min(0).max(MAX_TOP_LOGPROBS).nullable().optional(),
+  /** Values other than 1 are refused as unsupported (chat_unsupported.ts). */
+  n: z.number().int().min(1).nullable().optional(),
+}).loose().refine((r) => r.top_logprobs == null || r.logprobs === true, {
+  message: "top_logprobs needs logprobs: true",
+  path: ["top_logprobs"],
+});
 
 export type ChatRequest = z.infer<typeof ChatRequestSchema>;
 
@@ -44,4 +51,9 @@ export function toMessages(req: ChatRequest): ChatMessage[] {
 
 export function stopStrings(req: ChatRequest): string[] {
   return req.stop == null ? [] : typeof req.stop === "string" ? [req.stop] : req.stop;
+}
+
+/** Alternatives per token when the request asks for log-probabilities (ResponseSpec.logprobs); else undefined. */
+export function logprobsOf(req: ChatRequest): number | undefined {
+  return req.logprobs === true ? req.top_logprobs ?? 0 : undefined;
 }

@@ -1,4 +1,8 @@
-/** A `text/event-stream` response: one `data: <json>` event per object, `data: [DONE]` at the end. */
+/**
+ * A `text/event-stream` response: one `data: <json>` event per object, `data: [DONE]` at the end (chat
+ * completions), or named events (`event: <type>` + `data: <json>`) ended by closing the stream (the
+ * Responses API).
+ */
 const enc = new TextEncoder();
 
 export class SseStream {
@@ -23,6 +27,23 @@ export class SseStream {
     } catch {
       return false;
     }
+  }
+
+  /** One named event; false when the stream is closed. */
+  sendNamed(event: string, obj: unknown): boolean {
+    try {
+      this.#controller.enqueue(enc.encode(`event: ${event}\ndata: ${JSON.stringify(obj)}\n\n`));
+      return true;
+    } catch {
+      return false;
+    }
+  }
+
+  /** Close without `[DONE]`. */
+  close(): void {
+    try {
+      this.#controller.close();
+    } catch { /* closed */ }
   }
 
   /** `data: [DONE]`, then close. */

@@ -5,6 +5,7 @@
  * the runner's outcome.
  */
 import { apiError } from "../errors.ts";
+import { cacheUsage } from "../response/cache_usage.ts";
 import type { Finished } from "../response/runner.ts";
 import type { Conversation } from "../scheduler/scheduler.ts";
 import { newEventId, newId } from "./protocol.ts";
@@ -122,7 +123,6 @@ export class RealtimeResponse {
 
   #usage(o: Finished): Record<string, unknown> {
     const conv = this.host.conv;
-    const st = o.stats ?? conv.stats;
     return {
       total_tokens: o.promptTokens + o.outputTokens,
       input_tokens: o.promptTokens,
@@ -134,15 +134,7 @@ export class RealtimeResponse {
         cached_tokens: 0,
       },
       output_token_details: { text_tokens: o.outputTokens, audio_tokens: 0 },
-      sinkstream: {
-        policy: st?.policy ?? conv.options.policy,
-        sinks: st?.sinks ?? 0,
-        window: st?.capacity ?? this.host.capacity(),
-        cached_tokens: st?.cached ?? 0,
-        seen_tokens: st?.seen ?? 0,
-        evicted_tokens: st?.evicted ?? 0,
-        cache_bytes: st?.bytes ?? 0,
-      },
+      sinkstream: cacheUsage(o.stats ?? conv.stats, conv.options, this.host.capacity()),
     };
   }
 }

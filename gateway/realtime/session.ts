@@ -37,6 +37,7 @@ import {
 } from "./client_events.ts";
 import { RealtimeResponse, type ResponseHost, type StoredItem } from "./response_events.ts";
 import type { EdgeLink } from "./edge_link.ts";
+import { responseFieldProblems, sessionFieldProblems } from "./unsupported_fields.ts";
 import { type CheckpointItem, INTERNAL_PREFIX, type SessionState } from "./internal_protocol.ts";
 
 /** What the session needs from the rest of the gateway. */
@@ -313,23 +314,23 @@ export class RealtimeSession implements ResponseHost {
     return null;
   }
 
+  /**
+   * Applies every field it can. Each field this server does not implement (audio, tools, tracing, ...) or
+   * that the Realtime API does not have gets a non-fatal error event naming it, and the rest of the update
+   * applies (a client's default configuration never loses its instructions). A supported field with a
+   * value the server refuses (a bad type, a locked or invalid cache setting) refuses the whole update.
+   */
   #sessionUpdate(obj: unknown, eventId: string | null): void {
     const r = this.#parse(this.ctx.sessionUpdate, obj, eventId);
     if (!r) return;
     const s = r.session;
-    const mods = s.output_modalities ?? s.modalities;
-    if (mods && mods.includes("audio")) {
-      this.sendError(
-        "invalid_value",
-        'audio output is not supported; use ["text"]',
-        eventId,
-        "session.output_modalities",
-      );
-      return;
-    }
     const ext = s.sinkstream;
     if (ext) {
-      const cacheChange = ext.policy !== undefined || ext.sinks !== undefined || ext.window !== undefined;
+      const next = { ...this.ext, ...ext };
+      const was = this.conv.options;
+      const now = sequenceOptions(this.ctx.config, next);
+      const cacheChange = now.policy !== was.policy || now.sinks !== was.sinks ||
+        now.capacity !== was.capacity;
       if (cacheChange && (this.conv.started || this.active !== null)) {
         this.sendError(
           "session_settings_locked",
@@ -339,12 +340,11 @@ export class RealtimeSession implements ResponseHost {
         );
         return;
       }
-      const next = { ...this.ext, ...ext };
       // The engine's own rules (sinks < window, sampling bounds), checked now rather than at the first
       // response: a setting it refuses never reaches a response.
       try {
         this.ctx.scheduler.engine.checkSequenceOptions({
-          ...sequenceOptions(this.ctx.config, next),
+          ...now,
           ...this.#sampling(next, s.temperature ?? this.temperature),
         });
       } catch (e) {
@@ -353,7 +353,20 @@ export class RealtimeSession implements ResponseHost {
         return;
       }
       this.ext = next;
-      Object.assign(this.conv.options, sequenceOptions(this.ctx.config, next));
+      Object.assign(this.conv.options, now);
+    }
+    const { unsupported, unknown } = sessionFieldProblems((obj as { session?: unknown }).session);
+    for (const u of unsupported) this.sendError("unsupported_parameter", u.message, eventId, u.param);
+    for (const param of unknown) {
+      this.sendError("unknown_parameter", `unknown parameter ${param}; it was not applied`, eventId, param);
+    }
+    if (s.model !== undefined && s.model !== this.ctx.modelName) {
+      this.sendError(
+        "model_not_found",
+        `the model \`${s.model}\` is not served here; the session goes on with \`${this.ctx.modelName}\``,
+        eventId,
+        "session.model",
+      );
     }
     if (s.instructions !== undefined) this.instructions = s.instructions;
     const mot = s.max_output_tokens ?? s.max_response_output_tokens;
@@ -411,9 +424,13 @@ export class RealtimeSession implements ResponseHost {
       return;
     }
     const p = r.response ?? {};
-    const mods = p.output_modalities ?? p.modalities;
-    if (mods && mods.includes("audio")) {
-      this.sendError("invalid_value", "audio output is not supported", eventId, "response.output_modalities");
+    const { unsupported, unknown } = responseFieldProblems(p);
+    if (unsupported.length > 0) {
+      this.sendError("unsupported_parameter", unsupported[0].message, eventId, unsupported[0].param);
+      return;
+    }
+    if (unknown.length > 0) {
+      this.sendError("unknown_parameter", `unknown parameter ${unknown[0]}`, eventId, unknown[0]);
       return;
     }
     // The turn: instructions when new, and every item added since the last response. Items added from

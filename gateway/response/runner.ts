@@ -27,6 +27,7 @@ import type { Metrics } from "../metrics/metrics.ts";
 import type { Conversation, FinishReason, Scheduler } from "../scheduler/scheduler.ts";
 import { type Admission, isRefusal, type Refusal } from "./admission.ts";
 import { type InputBudget, PROMPT_TOKEN_BYTES } from "./input_budget.ts";
+import { LogprobReader, type TokenLogprob } from "./logprobs.ts";
 
 /** Renders a turn to tokens (gateway/chat/template.ts: large turns off the event loop). */
 export interface TurnRenderer {
@@ -63,13 +64,21 @@ export interface ResponseSpec {
   stops?: readonly string[];
   /** Backpressure: the response is skipped while this says true. */
   isPaused?: () => boolean;
+  /** Log-probabilities of each generated token with this many alternatives (0..20); unset: none (logprobs.ts). */
+  logprobs?: number;
+  /** Keep the ids of the rendered turn and of the generated tokens in the outcome (`Finished.tokens`). */
+  recordTokens?: boolean;
 }
 
 export interface ResponseSink {
   /** The turn was submitted: the response exists (once, before any text). */
   onStart?(): void;
-  /** Text for the client; true when it was handed to the socket or stream. */
-  onText(text: string): boolean;
+  /**
+   * Text for the client; true when it was handed to the socket or stream. With `spec.logprobs`, the entries
+   * of the tokens generated since the last call come along (text held back by stop strings or an unfinished
+   * character comes later than its token; the last call may carry entries and no text).
+   */
+  onText(text: string, logprobs?: TokenLogprob[]): boolean;
 }
 
 export interface Finished {
@@ -80,6 +89,13 @@ export interface Finished {
   error?: Error;
   /** All text handed to `onText`. */
   text: string;
+  /** With `spec.logprobs`: one entry per generated token (EOS excluded); else null. */
+  logprobs: TokenLogprob[] | null;
+  /**
+   * With `spec.recordTokens`: the rendered turn (without the conversation's pending tokens fed before it)
+   * and the generated ids delivered (EOS excluded), in order; else null.
+   */
+  tokens: { turn: number[]; output: number[] } | null;
   promptTokens: number;
   outputTokens: number;
   stats: CacheStats | null;
@@ -171,18 +187,35 @@ export class ResponseRun {
     const stops = new StopMatcher(spec.stops ?? []);
     const { metrics, scheduler } = ctx;
     let text = "";
+    const reader = spec.logprobs === undefined ? null : new LogprobReader(ctx.tokenizer, spec.logprobs);
+    /** Every entry so far, and those not handed to the sink yet. */
+    const all: TokenLogprob[] | null = reader ? [] : null;
+    let unsent: TokenLogprob[] = [];
+    const tokens = spec.recordTokens ? { turn: prompt, output: [] as number[] } : null;
+    const take = () => {
+      const t = unsent;
+      unsent = [];
+      return reader ? t : undefined;
+    };
     const job = ctx.admission.submit(scheduler, spec.conv, {
       prompt,
       maxTokens: spec.maxTokens,
       sampling: spec.sampling,
       stopTokens: new Set([ctx.tokenizer.eosId]),
       isPaused: spec.isPaused,
+      logits: reader !== null,
       // Hot path, once per token.
-      onToken: (token) => {
+      onToken: (token, logits) => {
+        tokens?.output.push(token);
+        if (reader && logits) {
+          const entry = reader.read(token, logits);
+          all!.push(entry);
+          unsent.push(entry);
+        }
         const piece = stops.push(detok.push(token));
         if (piece !== "") {
           text += piece;
-          if (sink.onText(piece)) {
+          if (sink.onText(piece, take())) {
             metrics.gatewayTokenLatency.observe((performance.now() - scheduler.stepResolvedAt) / 1000);
           }
         }
@@ -196,12 +229,12 @@ export class ResponseRun {
     if (this.#cancel !== null) job.cancel(this.#cancel);
     const r = await job.done;
     const tail = stops.push(detok.flush()) + stops.flush();
-    if (tail !== "") {
+    if (tail !== "" || unsent.length > 0) {
       text += tail;
-      sink.onText(tail); // not tied to a step: not a per-token latency
+      sink.onText(tail, take()); // not tied to a step: not a per-token latency
     }
     const reason = r.reason === "length" && stops.stopped ? "stop" : r.reason;
-    return this.#finished({ ...r, reason }, text);
+    return this.#finished({ ...r, reason }, text, all, tokens);
   }
 
   #notStarted(why: NotStarted): NotStarted {
@@ -212,6 +245,8 @@ export class ResponseRun {
   #finished(
     r: { reason: FinishReason; detail?: string; error?: Error; promptTokens?: number; outputTokens?: number },
     text: string,
+    logprobs: TokenLogprob[] | null = null,
+    tokens: Finished["tokens"] = null,
   ): Finished {
     return {
       kind: "finished",
@@ -219,6 +254,8 @@ export class ResponseRun {
       detail: r.detail,
       error: r.error,
       text,
+      logprobs,
+      tokens,
       promptTokens: r.promptTokens ?? 0,
       outputTokens: r.outputTokens ?? 0,
       stats: this.spec.conv.stats,

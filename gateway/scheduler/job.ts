@@ -41,8 +41,13 @@ export interface GenerateRequest {
   stopTokens: ReadonlySet<number>;
   /** When true the job is skipped this step (backpressure). */
   isPaused?: () => boolean;
-  /** Delivers one generated token. Return true to stop the response here. */
-  onToken: (token: number) => boolean | void;
+  /**
+   * Ask the engine for the logits of every step that samples for this job (vocab floats per token; for
+   * logprobs): `onToken` then gets them, valid only during the call.
+   */
+  logits?: boolean;
+  /** Delivers one generated token (and, with `logits`, the raw logits it was sampled from). Return true to stop the response here. */
+  onToken: (token: number, logits?: Float32Array) => boolean | void;
 }
 
 export interface JobHandle {
@@ -85,6 +90,7 @@ export interface BatchItem extends StepItem {
   seq: number;
   tokens: number[];
   sample: boolean;
+  logits: boolean;
 }
 
 export class Job implements JobHandle {
@@ -118,7 +124,14 @@ export class Job implements JobHandle {
     this.prompt = conv.pending.length > 0 ? [...conv.pending, ...req.prompt] : req.prompt.slice();
     conv.pending = [];
     this.samplingKey = req.sampling ? JSON.stringify(req.sampling) : "";
-    this.decodeItem = { kind: "decode", job: this, seq: -1, tokens: [0], sample: true };
+    this.decodeItem = {
+      kind: "decode",
+      job: this,
+      seq: -1,
+      tokens: [0],
+      sample: true,
+      logits: req.logits === true,
+    };
     this.done = new Promise((r) => (this.#resolve = r));
   }
 

@@ -27,15 +27,26 @@ export class KvBudget {
     return this.#reserved;
   }
 
+  /**
+   * Frees reservations that can go (idle conversations kept only to be continued, e.g. stored Responses
+   * API chains), at least `bytes` if it can; asked before a reservation is refused.
+   */
+  reclaim: ((bytes: number) => void) | null = null;
+
   /** Reserve the conversation's worst case unless it holds one already; false when it does not fit. */
   reserve(conv: Conversation): boolean {
     if (conv.reservedBytes > 0) return true;
     const bytes = this.capacityOf(conv.options) * this.bytesPerToken;
-    if (this.budgetBytes > 0 && this.#reserved + bytes > this.budgetBytes) return false;
+    if (this.#over(bytes)) this.reclaim?.(this.#reserved + bytes - this.budgetBytes);
+    if (this.#over(bytes)) return false;
     conv.reservedBytes = bytes;
     this.#reserved += bytes;
     this.conversations.add(conv);
     return true;
+  }
+
+  #over(bytes: number): boolean {
+    return this.budgetBytes > 0 && this.#reserved + bytes > this.budgetBytes;
   }
 
   release(conv: Conversation): void {

@@ -342,12 +342,14 @@ export class Scheduler {
       const left = job.prompt.length - job.fed;
       const take = Math.min(left, this.prefillChunk, budget);
       const tokens = job.prompt.slice(job.fed, job.fed + take);
+      const sample = take === left && job.req.maxTokens > 0;
       plan.push({
         kind: "prefill",
         job,
         seq: job.conv.seq!,
         tokens,
-        sample: take === left && job.req.maxTokens > 0,
+        sample,
+        logits: sample && job.req.logits === true,
       });
       budget -= take;
     }
@@ -415,12 +417,12 @@ export class Scheduler {
     if (item.kind === "decode") job.next = -1; // fed
     else job.fed += item.tokens.length;
     if (job.cancelRequest !== null) this.#end(job, "cancelled");
-    else if (item.sample) this.#deliver(job, result.token, now);
+    else if (item.sample) this.#deliver(job, result.token, now, result.logits);
     else if (job.req.maxTokens === 0 && job.fed === job.prompt.length) this.#end(job, "length");
   }
 
   /** Hand one sampled token to its job (phase 1); marks the job `finishing` when the response ends here. */
-  #deliver(job: Job, token: number, now: number): void {
+  #deliver(job: Job, token: number, now: number, logits: Float32Array | undefined): void {
     const m = this.metrics;
     job.output++;
     if (m) {
@@ -435,7 +437,7 @@ export class Scheduler {
     job.status = "decoding";
     let stop = false;
     try {
-      stop = job.req.onToken(token) === true;
+      stop = job.req.onToken(token, logits) === true;
     } catch (e) {
       return this.#end(job, "error", e as Error);
     }
