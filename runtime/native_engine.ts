@@ -21,6 +21,7 @@ import type {
   SequenceOptions,
   StepItem,
   StepResult,
+  WeightDtype,
 } from "./types.ts";
 import {
   ARCH,
@@ -34,6 +35,7 @@ import {
   enumName,
   enumValue,
   errorBuffer,
+  FORMAT,
   int32,
   MODEL_INFO,
   MODEL_PARAMS,
@@ -54,6 +56,11 @@ import { ClosedError, EngineBusyError, InvalidArgumentError, type SinkstreamErro
 export interface LoadModelOptions {
   /** Map weights from the file when possible (default true). */
   mmap?: boolean;
+  /**
+   * Convert every weight matrix to this type at load (default: keep the file's types). Rows that are
+   * not a whole number of 32-blocks get f16 instead of q8_0 / q4_0.
+   */
+  weights?: WeightDtype;
 }
 
 function ptrOf(out: BigUint64Array): Deno.PointerObject {
@@ -91,6 +98,9 @@ function readInfo(ptr: Deno.PointerObject): ModelInfo {
     ropeTheta: f32(i("rope_theta")),
     rmsNormEps: f32(i("rms_norm_eps")),
     nParams: i("n_params"),
+    format: enumName(FORMAT, i("format")) ?? "hf",
+    weightDtype: enumName(DTYPE, i("weight_dtype")) ?? "f32",
+    weightBytesPerToken: i("weight_bytes"),
   };
 }
 
@@ -151,11 +161,15 @@ export class Model implements Disposable {
   }
 }
 
-/** Load a model: a Hugging Face folder (config.json + safetensors) or a llama2.c .bin checkpoint. */
+/**
+ * Load a model: a Hugging Face folder (config.json + safetensors), a GGUF file or a llama2.c .bin
+ * checkpoint (any other file: ModelFormatError naming the known formats).
+ */
 export async function loadModel(path: string, opts: LoadModelOptions = {}): Promise<Model> {
   const sym = native();
   const params = new NativeStruct(MODEL_PARAMS, new Uint8Array(sym.ss_model_default_params()));
   if (opts.mmap !== undefined) params.set("use_mmap", opts.mmap ? 1 : 0, "mmap");
+  if (opts.weights !== undefined) params.set("weights", enumValue(DTYPE, opts.weights, "weights"));
   const out = new BigUint64Array(1);
   const err = errorBuffer();
   const status = await sym.ss_model_load(toCString(path), params.bytes, out, err, BigInt(err.length));
@@ -174,6 +188,8 @@ export interface EngineOptions {
   maxBatchTokens?: number;
   /** CUDA device ordinal (default 0). */
   device?: number;
+  /** KV-cache element type: "f32" or "f16" on the CPU backend (default: the backend's, see kvBytesPerToken). */
+  kvDtype?: "f32" | "f16";
 }
 
 /** Whether a backend is compiled into the library and usable on this machine. */
@@ -223,6 +239,7 @@ export async function createEngine(model: Model, opts: EngineOptions = {}): Prom
     params.set("max_batch_tokens", opts.maxBatchTokens, "maxBatchTokens");
   }
   if (opts.device !== undefined) params.set("device", opts.device, "device");
+  if (opts.kvDtype !== undefined) params.set("kv_dtype", enumValue(DTYPE, opts.kvDtype, "kvDtype"));
   const out = new BigUint64Array(1);
   const err = errorBuffer();
   const status = await sym.ss_engine_create(model.pointer, params.bytes, out, err, BigInt(err.length));

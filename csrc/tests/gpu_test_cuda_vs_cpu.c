@@ -33,10 +33,13 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "backend.h"
 #include "backend_cuda.h"
+#include "gguf_writer.h"
 #include "gpu_model.h"
+#include "model_tensors.h"
 #include "sinkstream.h"
 #include "test_util.h"
 
@@ -343,6 +346,53 @@ static void run_shape_passes(void) {
   }
 }
 
+/* The new weight formats on the CUDA backend (converted to its half type at upload): the CUDA engine
+ * runs the model as loaded, the CPU engine the same weights widened to F32 (no activation quantization),
+ * so the fp16 tolerance applies. "q8_0-weights": stories260K converted to Q8_0 at load; "gguf-q4_0": the
+ * model written as a Q4_0 GGUF file and loaded back (Q/K rows in GGUF's adjacent-pair RoPE layout, which
+ * the upload permutes into the rotate-half layout of the CUDA kernels). */
+static void run_format_passes(const char *path, double tol) {
+  static const char *names[2] = {"q8_0-weights", "gguf-q4_0"};
+  for (int i = 0; i < 2; i++) {
+    if (!listed("SS_GPU_TEST_PASSES", names[i]) || !path) continue;
+    ss_model_params mp = ss_model_default_params();
+    mp.weights = SS_DTYPE_Q8_0;
+    ss_model *m = NULL, *wide = NULL;
+    const char *file = path;
+    char gguf[64] = "";
+    if (i == 1) { /* write the GGUF file */
+      ss_model *src = NULL;
+      CHECK(ss_model_load(path, NULL, &src, NULL, 0) == 0, "%s", ss_last_error());
+      static const write_opts plain = {.skip = -1};
+      buf b = src ? gguf_bytes(src, SS_DTYPE_Q4_0, &plain) : (buf){0};
+      snprintf(gguf, sizeof gguf, "/tmp/ss_gpu_test_XXXXXX");
+      int fd = mkstemp(gguf);
+      CHECK(fd >= 0 && b.n && write(fd, b.p, b.n) == (ssize_t)b.n, "writing %s", gguf);
+      if (fd >= 0) close(fd);
+      free(b.p);
+      ss_model_free(src);
+      file = gguf;
+      mp.weights = SS_WEIGHTS_AS_FILE;
+    }
+    CHECK(ss_model_load(file, &mp, &m, NULL, 0) == 0 && ss_model_load(file, &mp, &wide, NULL, 0) == 0,
+          "%s: load: %s", names[i], ss_last_error());
+    if (m && wide) {
+      CHECK(ss_model_convert_weights(wide, SS_DTYPE_F32) == 0, "widen: %s", ss_last_error());
+      CHECK(m->layers[0].wq.dtype == (i ? SS_DTYPE_Q4_0 : SS_DTYPE_Q8_0) && wide->layers[0].wq.dtype == SS_DTYPE_F32 &&
+                m->rope_adjacent == i && wide->rope_adjacent == i,
+            "%s: types and RoPE layout", names[i]);
+      ss_engine_params cp = test_engine_params(SS_BACKEND_CPU);
+      ss_engine *cpu = NULL;
+      CHECK(ss_engine_create(wide, &cp, &cpu, NULL, 0) == 0, "cpu engine: %s", ss_last_error());
+      if (cpu) run_pass(m, cpu, names[i], "fp16", "auto", tol);
+      ss_engine_free(cpu);
+    }
+    ss_model_free(m);
+    ss_model_free(wide);
+    if (gguf[0]) unlink(gguf);
+  }
+}
+
 int main(void) {
   int avail = ss_backend_available(SS_BACKEND_CUDA);
   if (!avail) {
@@ -398,6 +448,7 @@ int main(void) {
   } passes[3] = {{"fp16", "fp16", "auto", tol16}, {"fp16-own-kernels", "fp16", "own", tol16}, {"bf16", "bf16", "auto", tolbf}};
   for (int p = 0; p < 3 && cpu; p++) run_pass(m, cpu, passes[p].name, passes[p].dtype, passes[p].gemm, passes[p].tol);
   if (cpu) run_shape_passes();
+  if (cpu) run_format_passes(trained ? path : NULL, tol16);
   test_device_sampling();
   ss_engine_free(cpu);
   ss_model_free(m);
