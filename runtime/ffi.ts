@@ -312,10 +312,10 @@ const SYMBOLS = {
   ss_model_get_info: { parameters: ["pointer", "buffer"], result: "i32" },
   ss_model_export_count: { parameters: ["pointer", "buffer"], result: "i32" },
   ss_model_export_info: { parameters: ["pointer", "i32", "i32", "buffer"], result: "i32" },
+  // model, index, dtype, row0, n, dst, size (blocking: its message comes from this thread's ss_last_error)
   ss_model_export_rows: {
-    parameters: ["pointer", "i32", "i32", "i64", "i64", "buffer", "usize"], // model, index, dtype, row0, n, dst, size
+    parameters: ["pointer", "i32", "i32", "i64", "i64", "buffer", "usize"],
     result: "i32",
-    nonblocking: true,
   },
 
   ss_engine_default_params: { parameters: [], result: ffiStruct(ENGINE_PARAMS) },

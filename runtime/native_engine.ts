@@ -48,8 +48,10 @@ import {
   SEQ_PARAMS,
   SEQ_STATS,
   STEP_FLAG,
+  TENSOR_INFO,
   toCString,
   usingRepoCudaLibrary,
+  WEIGHTS_AS_FILE,
 } from "./ffi.ts";
 import { ClosedError, EngineBusyError, InvalidArgumentError, type SinkstreamError } from "./errors.ts";
 
@@ -104,6 +106,17 @@ function readInfo(ptr: Deno.PointerObject): ModelInfo {
   };
 }
 
+/** One tensor of a model as a GGUF llama file holds it (ss_tensor_info). */
+export interface ExportedTensor {
+  /** GGUF name, e.g. "blk.0.attn_q.weight". */
+  name: string;
+  dtype: WeightDtype;
+  /** GGUF dimensions: ne[0] elements per row, ne[1] rows (1 for a vector). */
+  ne: [number, number];
+  nDims: 1 | 2;
+  rowBytes: number;
+}
+
 /** A loaded model (immutable, shareable by several engines). */
 export class Model implements Disposable {
   readonly path: string;
@@ -154,6 +167,53 @@ export class Model implements Disposable {
     if (this.#engines.size > 0 || !this.#ptr) return;
     native().ss_model_free(this.#ptr);
     this.#ptr = null;
+  }
+
+  /**
+   * The model's tensors as a GGUF file of weight type `dtype` holds them (default: each matrix as
+   * loaded): matrices in `dtype`, or f16 when their rows are not whole 32-blocks; norms f32.
+   */
+  exportedTensors(dtype?: WeightDtype): ExportedTensor[] {
+    const sym = native();
+    const n = new Int32Array(1);
+    check(sym.ss_model_export_count(this.pointer, n));
+    const dt = dtype === undefined ? WEIGHTS_AS_FILE : enumValue(DTYPE, dtype, "dtype");
+    const out: ExportedTensor[] = [];
+    const ti = new NativeStruct(TENSOR_INFO);
+    const dec = new TextDecoder();
+    const view = new DataView(ti.bytes.buffer);
+    for (let i = 0; i < n[0]; i++) {
+      check(sym.ss_model_export_info(this.pointer, i, dt, ti.bytes));
+      const nameBytes = ti.bytes.subarray(0, 64);
+      const end = nameBytes.indexOf(0);
+      const ne = TENSOR_INFO.fields.ne.offset;
+      out.push({
+        name: dec.decode(nameBytes.subarray(0, end < 0 ? 64 : end)),
+        dtype: enumName(DTYPE, ti.get("dtype")) ?? "f32",
+        ne: [Number(view.getBigInt64(ne, true)), Number(view.getBigInt64(ne + 8, true))],
+        nDims: ti.get("n_dims") === 1 ? 1 : 2,
+        rowBytes: ti.get("row_bytes"),
+      });
+    }
+    return out;
+  }
+
+  /**
+   * Rows [row0, row0 + n) of exported tensor `index` (see exportedTensors) into dst, converted with the
+   * quantization of conversion at load. Runs on the calling thread (for tools).
+   */
+  exportRows(index: number, dtype: WeightDtype | undefined, row0: number, n: number, dst: Uint8Array): void {
+    const dt = dtype === undefined ? WEIGHTS_AS_FILE : enumValue(DTYPE, dtype, "dtype");
+    const status = native().ss_model_export_rows(
+      this.pointer,
+      int32("index", index),
+      dt,
+      BigInt(row0),
+      BigInt(n),
+      dst,
+      BigInt(dst.byteLength),
+    );
+    check(status, `cannot export tensor ${index} of ${this.path}`);
   }
 
   [Symbol.dispose](): void {

@@ -16,7 +16,8 @@
  *   activation scale, their product rounded to f32), blocks in order; then
  *   ((acc0 + acc4) + (acc2 + acc6)) + ((acc1 + acc5) + (acc3 + acc7)), + bias.
  *   Relative to the f32 product of the dequantized weights and activations this is exact up to f32
- *   rounding of the block sums; the quantization of x adds at most sum_b dx_b / 2 * sum |w| per block.
+ *   rounding of the block sums; the quantization of x adds at most sum_b 0.56 dx_b * sum |w| per block.
+ *   This is ggml's Q8_0 x Q8_0 / Q4_0 x Q8_0 dot product (AVX2 path), lane for lane.
  * These equalities hold in builds with FMA (SS_MADD); tests/test_wkernels.c checks them per table.
  */
 #ifndef SS_CPU_WKERNELS_H

@@ -35,7 +35,7 @@ static int export_entry(const ss_model *m, int32_t index, int32_t dtype, const c
   if (dtype != SS_WEIGHTS_AS_FILE && !ss_dtype_valid(dtype))
     return ss_fail(SS_ERR_INVALID_ARGUMENT, "%s: dtype %d is neither SS_WEIGHTS_AS_FILE nor an ss_dtype", fn, dtype);
   ss_model_tensor_at((ss_model *)m, index, t); /* read only */
-  *out_dtype = !t->w ? SS_DTYPE_F32 : dtype == SS_WEIGHTS_AS_FILE ? t->w->dtype : ss_storage_dtype(dtype, t->cols);
+  *out_dtype = !t->w ? SS_DTYPE_F32 : dtype == SS_WEIGHTS_AS_FILE ? t->w->dtype : ss_model_tensor_dtype(t, dtype);
   return SS_OK;
 }
 

@@ -24,6 +24,7 @@ static void matrix(ss_model_tensor *t, const char *name, ss_weight *w, int64_t r
   t->rows = rows;
   t->cols = cols;
   t->qk = qk;
+  t->classifier = 0;
 }
 
 static void vector(ss_model_tensor *t, const char *name, const float **v, int64_t n) {
@@ -33,6 +34,7 @@ static void vector(ss_model_tensor *t, const char *name, const float **v, int64_
   t->rows = 1;
   t->cols = n;
   t->qk = 0;
+  t->classifier = 0;
 }
 
 void ss_model_tensor_at(ss_model *m, int32_t i, ss_model_tensor *out) {
@@ -40,9 +42,17 @@ void ss_model_tensor_at(ss_model *m, int32_t i, ss_model_tensor *out) {
   int64_t dim = in->dim, hid = in->hidden_dim, V = in->vocab_size, qd = (int64_t)in->n_heads * in->head_dim,
           kvd = (int64_t)in->n_kv_heads * in->head_dim;
   int32_t last = 1 + PER_LAYER * in->n_layers;
-  if (i == 0) return matrix(out, "token_embd.weight", &m->tok_embeddings, V, dim, 0);
+  if (i == 0) {
+    matrix(out, "token_embd.weight", &m->tok_embeddings, V, dim, 0);
+    out->classifier = ss_model_tied(m);
+    return;
+  }
   if (i == last) return vector(out, "output_norm.weight", &m->final_norm, dim);
-  if (i > last) return matrix(out, "output.weight", &m->lm_head, V, dim, 0);
+  if (i > last) {
+    matrix(out, "output.weight", &m->lm_head, V, dim, 0);
+    out->classifier = 1;
+    return;
+  }
   int32_t l = (i - 1) / PER_LAYER, k = (i - 1) % PER_LAYER;
   ss_layer_weights *w = &m->layers[l];
   static const char *const names[PER_LAYER] = {"attn_norm", "attn_q", "attn_k",   "attn_v",  "attn_output",
@@ -60,6 +70,11 @@ void ss_model_tensor_at(ss_model *m, int32_t i, ss_model_tensor *out) {
     case 7: return matrix(out, name, &w->w_up, hid, dim, 0);
     default: return matrix(out, name, &w->w_down, dim, hid, 0);
   }
+}
+
+int32_t ss_model_tensor_dtype(const ss_model_tensor *t, int32_t target) {
+  int32_t want = t->classifier && target == SS_DTYPE_Q4_0 ? SS_DTYPE_Q8_0 : target;
+  return ss_storage_dtype(want, t->cols);
 }
 
 int32_t ss_dominant_dtype(const size_t counts[SS_N_DTYPES]) {
@@ -112,7 +127,7 @@ int ss_model_convert_weights(ss_model *m, int32_t target) {
     ss_model_tensor t;
     ss_model_tensor_at(m, i, &t);
     if (!t.w) continue;
-    int32_t to = ss_storage_dtype(target, t.w->cols);
+    int32_t to = ss_model_tensor_dtype(&t, target);
     if (to == t.w->dtype) continue;
     int rc = convert_matrix(m, t.w, to, t.name);
     if (rc != SS_OK) return rc;

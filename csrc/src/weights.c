@@ -125,8 +125,8 @@ void ss_quantize_act(int8_t *q, float *d, const float *x, int n) {
     const float *xb = x + k * SS_QBLOCK;
     float amax = 0.0f;
     for (int i = 0; i < SS_QBLOCK; i++) amax = fabsf(xb[i]) > amax ? fabsf(xb[i]) : amax;
-    float dk = amax / 127.0f, id = dk != 0.0f ? 1.0f / dk : 0.0f;
-    d[k] = dk;
+    float id = amax != 0.0f ? 127.0f / amax : 0.0f;
+    d[k] = ss_f16_to_f32(ss_f32_to_f16(amax / 127.0f)); /* the scale as ggml's Q8_0 blocks hold it */
     for (int i = 0; i < SS_QBLOCK; i++) {
       float v = rintf(xb[i] * id); /* |v| <= 127 for finite input; NaN -> 0 */
       v = v > 127.0f ? 127.0f : v;

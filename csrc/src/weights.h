@@ -14,8 +14,9 @@
  *   Q8_0: d = max|x| / 127, q = round-half-away(x / d)
  *   Q4_0: m = the x of largest |x| (first one), d = m / -8, n = min(15, trunc(x / d + 8.5))
  *   (non-finite inputs are clamped to the code range instead of being undefined behaviour).
- * Activations for the integer dot products (ss_quantize_act): per block of 32, d = max|x| / 127 (kept
- * in f32), q = round-half-even(x / d), so |x - d q| <= d / 2.
+ * Activations for the integer dot products (ss_quantize_act): per block of 32, q = round-half-even(x *
+ * 127 / max|x|) and d = max|x| / 127 rounded to f16, as ggml quantizes activations for its Q8_0 / Q4_0
+ * dot products (so our block sums equal llama.cpp's): |x - d q| <= (1/2 + 127 * 2^-11) d.
  */
 #ifndef SS_WEIGHTS_H
 #define SS_WEIGHTS_H
