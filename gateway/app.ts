@@ -114,7 +114,20 @@ export function createApp(opts: CreateAppOptions): Gateway {
     }),
     (c) => chatCompletions(c, ctx),
   );
-  const modelObject = { id: modelName, object: "model", created, owned_by: "sinkstream" };
+  const modelObject = {
+    id: modelName,
+    object: "model",
+    created,
+    owned_by: "sinkstream",
+    sinkstream: {
+      format: engine.info.format,
+      weight_dtype: engine.info.weightDtype,
+      source_dtype: engine.info.sourceDtype,
+      weight_bytes_per_token: engine.info.weightBytesPerToken,
+      kv_bytes_per_token: engine.kvBytesPerToken,
+      n_params: engine.info.nParams,
+    },
+  };
   v1.get("/models", (c) => c.json({ object: "list", data: [modelObject] }));
   v1.get(
     "/models/:id",

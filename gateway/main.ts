@@ -81,10 +81,11 @@ async function main(): Promise<void> {
   if (why) fail(`--backend ${backend}: ${why}; try --backend cpu`);
   let model, engine;
   try {
-    model = await loadModel(resolved.modelPath);
+    model = await loadModel(resolved.modelPath, { weights: config.weights });
     engine = await createEngine(model, {
       backend,
       threads: config.threads,
+      kvDtype: config.kvDtype,
       maxSequences: Math.max(1, config.maxSessions),
       maxBatchTokens: config.maxBatchTokens,
     });
@@ -112,7 +113,8 @@ async function main(): Promise<void> {
       onListen: (addr) => {
         const scheme = tls.cert ? "https" : "http";
         console.log(
-          `sinkstream: model ${gw.ctx.modelName} (${engine.info.nParams} params, ${engine.backend}), ` +
+          `sinkstream: model ${gw.ctx.modelName} (${engine.info.nParams} params, ${engine.info.weightDtype} ` +
+            `weights, ${engine.backend}), ` +
             `policy ${config.policy}, sinks ${config.sinks}, window ${
               config.window || engine.limits.defaultCapacity
             }`,

@@ -15,6 +15,7 @@ import type {
   BackendName,
   CacheStats,
   Engine,
+  KvDtype,
   ModelInfo,
   SamplingOptions,
   SequenceLimits,
@@ -249,7 +250,7 @@ export interface EngineOptions {
   /** CUDA device ordinal (default 0). */
   device?: number;
   /** KV-cache element type: "f32" or "f16" on the CPU backend (default: the backend's, see kvBytesPerToken). */
-  kvDtype?: "f32" | "f16";
+  kvDtype?: KvDtype;
 }
 
 /** Whether a backend is compiled into the library and usable on this machine. */

@@ -10,7 +10,11 @@ import type { SinkstreamError } from "./errors.ts";
 export type CachePolicy = "streaming" | "window" | "dense";
 export type BackendName = "cpu" | "cuda";
 /** Element types of weights (Q8_0 / Q4_0: GGUF's 32-weight blocks with an f16 scale). */
-export type WeightDtype = "f32" | "f16" | "bf16" | "q8_0" | "q4_0";
+export const WEIGHT_DTYPES = ["f32", "f16", "bf16", "q8_0", "q4_0"] as const;
+export type WeightDtype = typeof WEIGHT_DTYPES[number];
+/** Element types of the CPU KV cache. */
+export const KV_DTYPES = ["f32", "f16"] as const;
+export type KvDtype = typeof KV_DTYPES[number];
 /** Model file formats. */
 export type ModelFormat = "hf" | "llama2c" | "gguf";
 

@@ -56,7 +56,7 @@ const ss_wkernels *ss_wkernels_select(const char *isa) {
     if (!strcmp(isa, "avx512")) return ss_wkernels_avx512();
     return NULL;
   }
-  const ss_wkernels *k = ss_wkernels_avx512();
-  if (!k) k = ss_wkernels_avx2();
+  /* AVX-512 only when asked for (SS_CPU_ISA=avx512) until it has run on a machine that has it (cpu_wk_avx512.c) */
+  const ss_wkernels *k = ss_wkernels_avx2();
   return k ? k : ss_wkernels_portable();
 }

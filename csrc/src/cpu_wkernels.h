@@ -1,7 +1,8 @@
 /*
  * cpu_wkernels.h — the CPU backend's matmul kernels for every weight type, one table per instruction
- * set, the table chosen at run time (ss_wkernels_select): AVX-512 (F, BW, VL, VNNI), AVX2 (+ FMA, F16C),
- * or portable C.
+ * set, the table chosen at run time (ss_wkernels_select): AVX2 (+ FMA, F16C) when the CPU has it, else
+ * portable C; AVX-512 (F, BW, VL, VNNI) when SS_CPU_ISA=avx512 asks for it (not the default yet: it has
+ * not run on a machine with AVX-512).
  *
  *   y[T, w->rows] (= or +=) x[T, w->cols] . W^T (+ b)   for output rows [r0, r1)
  *
@@ -44,8 +45,8 @@ const ss_wkernels *ss_wkernels_portable(void);
 const ss_wkernels *ss_wkernels_avx2(void);
 const ss_wkernels *ss_wkernels_avx512(void);
 
-/* The best table this CPU runs, or the one named by `isa` ("portable", "avx2", "avx512"; NULL or ""
- * = the best): NULL when that one cannot run here or the name is unknown. */
+/* The default table for this CPU (NULL or "": AVX2 or portable), or the one named by `isa` ("portable",
+ * "avx2", "avx512"): NULL when that one cannot run here or the name is unknown. */
 const ss_wkernels *ss_wkernels_select(const char *isa);
 
 /* The fixed reduction of the 8 lanes of a block-type dot product (see the arithmetic above). */

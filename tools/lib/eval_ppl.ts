@@ -8,7 +8,7 @@
  */
 import { ensureNativeLibrary } from "../../runtime/ffi.ts";
 import { createEngine, loadModel, type NativeEngine } from "../../runtime/native_engine.ts";
-import type { CachePolicy, WeightDtype } from "../../runtime/types.ts";
+import type { CachePolicy, KvDtype, WeightDtype } from "../../runtime/types.ts";
 
 export type EvalPolicy = CachePolicy | "recompute";
 export const EVAL_POLICIES: readonly EvalPolicy[] = ["streaming", "window", "dense", "recompute"];
@@ -24,7 +24,7 @@ export interface EvalOptions {
   /** Convert the weights to this type at load (default: the file's). */
   weights?: WeightDtype;
   /** KV-cache element type (default: the engine's). */
-  kvDtype?: "f32" | "f16";
+  kvDtype?: KvDtype;
   /** Segment length for per-segment perplexity (default 512). */
   segment?: number;
   onProgress?: (done: number, total: number) => void;

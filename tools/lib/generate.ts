@@ -4,7 +4,7 @@ import { createEngine, loadModel } from "../../runtime/native_engine.ts";
 import { loadTokenizer } from "../../runtime/tokenizer/mod.ts";
 import { Detokenizer } from "../../runtime/detokenizer.ts";
 import { ContextFullError } from "../../runtime/errors.ts";
-import type { CachePolicy, CacheStats, WeightDtype } from "../../runtime/types.ts";
+import type { CachePolicy, CacheStats, KvDtype, WeightDtype } from "../../runtime/types.ts";
 
 export interface GenerateOptions {
   model: string;
@@ -23,7 +23,7 @@ export interface GenerateOptions {
   /** Convert the weights to this type at load (default: the file's). */
   weights?: WeightDtype;
   /** KV-cache element type (default: the engine's). */
-  kvDtype?: "f32" | "f16";
+  kvDtype?: KvDtype;
   /** Stop at EOS (default true). */
   stopAtEos?: boolean;
   /** Called with each piece of completed text as it is produced. */

@@ -43,7 +43,7 @@ export async function llamaCppGreedy(path: string, opts: LlamaCppOptions): Promi
     const ctx = await model.createContext({
       contextSize: opts.contextSize ?? 512,
       batchSize: Math.max(64, opts.prompt.length),
-      threads: { ideal: opts.threads, min: opts.threads },
+      threads: opts.threads,
     });
     try {
       const seq = ctx.getSequence();
