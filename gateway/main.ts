@@ -113,8 +113,8 @@ async function main(): Promise<void> {
       onListen: (addr) => {
         const scheme = tls.cert ? "https" : "http";
         console.log(
-          `sinkstream: model ${gw.ctx.modelName} (${engine.info.nParams} params, ${engine.info.weightDtype} ` +
-            `weights, ${engine.backend}), ` +
+          `sinkstream: model ${gw.ctx.modelName} (${engine.info.nParams} params, ${engine.backend}), ` +
+            `${engine.info.weightDtype} weights, ` +
             `policy ${config.policy}, sinks ${config.sinks}, window ${
               config.window || engine.limits.defaultCapacity
             }`,

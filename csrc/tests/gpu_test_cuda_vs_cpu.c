@@ -281,8 +281,8 @@ done:
 
 /* One pass: a CUDA engine with the given element type and matmul path against `cpu`, batch 1 and
  * 8 (as selected by SS_GPU_TEST_PASSES / SS_GPU_TEST_BATCHES). */
-static void run_pass(const ss_model *m, ss_engine *cpu, const char *name, const char *dtype, const char *gemm,
-                     double tol) {
+static void run_pass_batches(const ss_model *m, ss_engine *cpu, const char *name, const char *dtype,
+                             const char *gemm, double tol, int n_batches) {
   if (!listed("SS_GPU_TEST_PASSES", name)) return;
   setenv("SS_CUDA_DTYPE", dtype, 1);
   setenv("SS_CUDA_GEMM", gemm, 1);
@@ -294,7 +294,7 @@ static void run_pass(const ss_model *m, ss_engine *cpu, const char *name, const 
   printf("pass %s: matmuls: %s\n", name, ss_cuda_gemm_path(gpu));
   fflush(stdout);
   int batches[2] = {1, 8};
-  for (int bi = 0; bi < 2; bi++) {
+  for (int bi = 0; bi < n_batches; bi++) {
     char bname[8];
     snprintf(bname, sizeof bname, "%d", batches[bi]);
     if (!listed("SS_GPU_TEST_BATCHES", bname)) continue;
@@ -313,6 +313,11 @@ static void run_pass(const ss_model *m, ss_engine *cpu, const char *name, const 
   ss_engine_free(gpu);
   unsetenv("SS_CUDA_DTYPE");
   unsetenv("SS_CUDA_GEMM");
+}
+
+static void run_pass(const ss_model *m, ss_engine *cpu, const char *name, const char *dtype, const char *gemm,
+                     double tol) {
+  run_pass_batches(m, cpu, name, dtype, gemm, tol, 2);
 }
 
 /* stories260K has head_dim 8 (one lane per key in the attention kernel); the supported models use
@@ -348,7 +353,7 @@ static void run_shape_passes(void) {
 
 /* The new weight formats on the CUDA backend (converted to its half type at upload): the CUDA engine
  * runs the model as loaded, the CPU engine the same weights widened to F32 (no activation quantization),
- * so the fp16 tolerance applies. "q8_0-weights": stories260K converted to Q8_0 at load; "gguf-q4_0": the
+ * so the fp16 tolerance applies (batch 1 only: batching is the other passes'). "q8_0-weights": stories260K converted to Q8_0 at load; "gguf-q4_0": the
  * model written as a Q4_0 GGUF file and loaded back (Q/K rows in GGUF's adjacent-pair RoPE layout, which
  * the upload permutes into the rotate-half layout of the CUDA kernels). */
 static void run_format_passes(const char *path, double tol) {
@@ -384,7 +389,7 @@ static void run_format_passes(const char *path, double tol) {
       ss_engine_params cp = test_engine_params(SS_BACKEND_CPU);
       ss_engine *cpu = NULL;
       CHECK(ss_engine_create(wide, &cp, &cpu, NULL, 0) == 0, "cpu engine: %s", ss_last_error());
-      if (cpu) run_pass(m, cpu, names[i], "fp16", "auto", tol);
+      if (cpu) run_pass_batches(m, cpu, names[i], "fp16", "auto", tol, 1); /* the upload is what is new: batch 1 */
       ss_engine_free(cpu);
     }
     ss_model_free(m);
