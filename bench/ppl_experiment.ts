@@ -13,8 +13,7 @@
  */
 import { parseArgs } from "node:util";
 import { ensureNativeLibrary } from "../runtime/ffi.ts";
-import { createEngine, loadModel } from "../runtime/native_engine.ts";
-import { evalPerplexity, type EvalPolicy } from "../tools/lib/eval_ppl.ts";
+import { evalPerplexity, type EvalPolicy, sampleStream } from "../tools/lib/eval_ppl.ts";
 
 const { values } = parseArgs({
   args: Deno.args,
@@ -34,37 +33,6 @@ const { values } = parseArgs({
 const nTokens = Number(values.tokens);
 const window = Number(values.window);
 const sinks = Number(values.sinks);
-
-async function sampleStream(
-  modelPath: string,
-  n: number,
-  seed: number,
-  bosBetween: boolean,
-): Promise<number[]> {
-  using model = await loadModel(modelPath);
-  using engine = await createEngine(model, { threads: 1 });
-  const { bosTokenId: bos, eosTokenId: eos, maxSeqLen } = model.info;
-  const stream: number[] = [];
-  let story = 0;
-  while (stream.length < n) {
-    const seq = engine.createSequence({
-      policy: "dense",
-      capacity: maxSeqLen,
-      temperature: 1,
-      seed: seed + story++,
-    });
-    let tok = bos;
-    for (let i = 0; i < Math.min(400, maxSeqLen - 1) && stream.length < n; i++) {
-      if (tok !== bos || bosBetween || stream.length === 0) stream.push(tok);
-      const [r] = await engine.step([{ seq, tokens: [tok] }]);
-      if (r.error) throw r.error;
-      tok = r.token;
-      if (tok === eos) break;
-    }
-    engine.freeSequence(seq);
-  }
-  return stream;
-}
 
 await ensureNativeLibrary();
 const t0 = performance.now();

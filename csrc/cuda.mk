@@ -48,7 +48,7 @@ $(CUDA_BUILD)/libsinkstream.so: $(CUDA_COBJS) $(CUDA_KOBJS)
 	$(CC) -shared $(CFLAGS) -Wl,--no-undefined -o $@ $^ $(LDLIBS) $(CUDA_LINK)
 
 GPU_PROGS := gpu_test_cuda_vs_cpu gpu_bench_decode
-$(CUDA_BUILD)/%: tests/%.c tests/test_util.h tests/gpu_model.h $(CUDA_COBJS) $(CUDA_KOBJS)
+$(CUDA_BUILD)/%: tests/%.c tests/test_util.h tests/gpu_model.h tests/gguf_writer.h $(CUDA_COBJS) $(CUDA_KOBJS)
 	$(CC) $(CUDA_CFLAGS) -fvisibility=default -Iinclude -Isrc $< $(CUDA_COBJS) $(CUDA_KOBJS) -o $@ $(LDLIBS) $(CUDA_LINK)
 
 .PHONY: cuda cuda-check cuda-test

@@ -39,7 +39,7 @@ $(EMU_BUILD)/obj/emu_%.o: $(EMU_DIR)/emu_%.cc $(EMU_DIR)/emu_internal.h $(EMU_HD
 
 EMU_PROGS := test_cuda_emu test_cuda_backend_errors gpu_test_cuda_vs_cpu
 EMU_LINK_C = $(CC) $(EMU_CFLAGS) -fvisibility=default -Iinclude -Isrc -Itests $< $(EMU_LIB_OBJS) -o $@ $(LDLIBS) -lstdc++ -ldl
-$(EMU_BUILD)/gpu_%: tests/gpu_%.c tests/test_util.h tests/gpu_model.h $(EMU_LIB_OBJS)
+$(EMU_BUILD)/gpu_%: tests/gpu_%.c tests/test_util.h tests/gpu_model.h tests/gguf_writer.h $(EMU_LIB_OBJS)
 	$(EMU_LINK_C)
 $(EMU_BUILD)/test_cuda_backend_errors: $(EMU_DIR)/test_cuda_backend_errors.c tests/test_util.h tests/gpu_model.h $(EMU_LIB_OBJS)
 	$(EMU_LINK_C)

@@ -119,7 +119,20 @@ export function createApp(opts: CreateAppOptions): Gateway {
   v1.post("/responses", completionBodyLimit(config), (c) => createResponse(c, rctx));
   v1.get("/responses/:id", (c) => getResponse(c, rctx));
   v1.delete("/responses/:id", (c) => deleteResponse(c, rctx));
-  const modelObject = { id: modelName, object: "model", created, owned_by: "sinkstream" };
+  const modelObject = {
+    id: modelName,
+    object: "model",
+    created,
+    owned_by: "sinkstream",
+    sinkstream: {
+      format: engine.info.format,
+      weight_dtype: engine.info.weightDtype,
+      source_dtype: engine.info.sourceDtype,
+      weight_bytes_per_token: engine.info.weightBytesPerToken,
+      kv_bytes_per_token: engine.kvBytesPerToken,
+      n_params: engine.info.nParams,
+    },
+  };
   v1.get("/models", (c) => c.json({ object: "list", data: [modelObject] }));
   v1.get(
     "/models/:id",

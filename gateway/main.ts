@@ -81,10 +81,11 @@ async function main(): Promise<void> {
   if (why) fail(`--backend ${backend}: ${why}; try --backend cpu`);
   let model, engine;
   try {
-    model = await loadModel(resolved.modelPath);
+    model = await loadModel(resolved.modelPath, { weights: config.weights });
     engine = await createEngine(model, {
       backend,
       threads: config.threads,
+      kvDtype: config.kvDtype,
       // Sessions and running completions, plus the idle Responses API chains kept live (--responses-live).
       maxSequences: Math.max(1, config.maxSessions + config.responsesLive),
       maxBatchTokens: config.maxBatchTokens,
@@ -133,6 +134,7 @@ async function main(): Promise<void> {
         const scheme = tls.cert ? "https" : "http";
         console.log(
           `sinkstream: model ${gw.ctx.modelName} (${engine.info.nParams} params, ${engine.backend}), ` +
+            `${engine.info.weightDtype} weights, ` +
             `policy ${config.policy}, sinks ${config.sinks}, window ${
               config.window || engine.limits.defaultCapacity
             }`,

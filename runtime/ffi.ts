@@ -58,8 +58,12 @@ function struct<F extends string>(
   return { name, size, fields: out };
 }
 
-export const MODEL_PARAMS = struct("ss_model_params", 32, { use_mmap: [0, "i32"], reserved: [4, "i32", 7] });
-export const MODEL_INFO = struct("ss_model_info", 64, {
+export const MODEL_PARAMS = struct("ss_model_params", 32, {
+  use_mmap: [0, "i32"],
+  weights: [4, "i32"],
+  reserved: [8, "i32", 6],
+});
+export const MODEL_INFO = struct("ss_model_info", 80, {
   arch: [0, "i32"],
   dim: [4, "i32"],
   hidden_dim: [8, "i32"],
@@ -75,6 +79,9 @@ export const MODEL_INFO = struct("ss_model_info", 64, {
   rope_theta: [48, "f32"],
   rms_norm_eps: [52, "f32"],
   n_params: [56, "i64"],
+  format: [64, "i32"],
+  weight_dtype: [68, "i32"],
+  weight_bytes: [72, "i64"],
 });
 export const ENGINE_PARAMS = struct("ss_engine_params", 32, {
   backend: [0, "i32"],
@@ -82,7 +89,8 @@ export const ENGINE_PARAMS = struct("ss_engine_params", 32, {
   max_sequences: [8, "i32"],
   max_batch_tokens: [12, "i32"],
   device: [16, "i32"],
-  reserved: [20, "i32", 3],
+  kv_dtype: [20, "i32"],
+  reserved: [24, "i32", 2],
 });
 export const SEQ_PARAMS = struct("ss_seq_params", 32, {
   policy: [0, "i32"],
@@ -109,6 +117,14 @@ export const SEQ_LIMITS = struct("ss_seq_limits", 32, {
   max_top_k: [12, "i32"],
   reserved: [16, "i32", 4],
 });
+/** ss_tensor_info: name is a char[64] (read as bytes), ne an int64_t[2]. */
+export const TENSOR_INFO = struct("ss_tensor_info", 96, {
+  name: [0, "i64", 8],
+  dtype: [64, "i32"],
+  n_dims: [68, "i32"],
+  ne: [72, "i64", 2],
+  row_bytes: [88, "i64"],
+});
 const ABI_ENTRY = struct("ss_abi_entry", 24, { name: [0, "pointer"], value: [8, "i64"], size: [16, "i64"] });
 const STRUCTS: StructLayout<string>[] = [
   MODEL_PARAMS,
@@ -117,6 +133,7 @@ const STRUCTS: StructLayout<string>[] = [
   SEQ_PARAMS,
   SEQ_STATS,
   SEQ_LIMITS,
+  TENSOR_INFO,
   ABI_ENTRY,
 ];
 
@@ -130,9 +147,13 @@ export const ARCH: NativeEnum<"llama" | "mistral" | "qwen2"> = {
   prefix: "SS_ARCH_",
   values: { llama: 0, mistral: 1, qwen2: 2 },
 };
-export const DTYPE: NativeEnum<"f32" | "f16" | "bf16"> = {
+export const DTYPE: NativeEnum<"f32" | "f16" | "bf16" | "q8_0" | "q4_0"> = {
   prefix: "SS_DTYPE_",
-  values: { f32: 0, f16: 1, bf16: 2 },
+  values: { f32: 0, f16: 1, bf16: 2, q8_0: 3, q4_0: 4 },
+};
+export const FORMAT: NativeEnum<"hf" | "llama2c" | "gguf"> = {
+  prefix: "SS_FORMAT_",
+  values: { hf: 0, llama2c: 1, gguf: 2 },
 };
 export const BACKEND: NativeEnum<"cpu" | "cuda"> = { prefix: "SS_BACKEND_", values: { cpu: 0, cuda: 1 } };
 export const POLICY: NativeEnum<"streaming" | "window" | "dense"> = {
@@ -143,13 +164,23 @@ export const STEP_FLAG: NativeEnum<"sample" | "logits"> = {
   prefix: "SS_STEP_",
   values: { sample: 1, logits: 2 },
 };
-const ENUMS: NativeEnum<string>[] = [ARCH, DTYPE, BACKEND, POLICY, STEP_FLAG];
+const ENUMS: NativeEnum<string>[] = [ARCH, DTYPE, FORMAT, BACKEND, POLICY, STEP_FLAG];
 
 /** Other constants of sinkstream.h the binding relies on. */
-export const ABI_VERSION = 2;
+export const ABI_VERSION = 3;
 /** Bytes of the error buffers passed to ss_model_load / ss_engine_create (SS_ERROR_MAX). */
 export const ERROR_MAX = 1024;
-const CONSTANTS: Record<string, number> = { SS_ABI_VERSION: ABI_VERSION, SS_ERROR_MAX: ERROR_MAX, SS_OK: 0 };
+/** ss_model_params.weights: keep each tensor in the file's type. */
+export const WEIGHTS_AS_FILE = -1;
+/** ss_engine_params.kv_dtype: the backend's default cache type. */
+export const KV_DTYPE_DEFAULT = -1;
+const CONSTANTS: Record<string, number> = {
+  SS_ABI_VERSION: ABI_VERSION,
+  SS_ERROR_MAX: ERROR_MAX,
+  SS_OK: 0,
+  SS_WEIGHTS_AS_FILE: WEIGHTS_AS_FILE,
+  SS_KV_DTYPE_DEFAULT: KV_DTYPE_DEFAULT,
+};
 
 /** The name of an enum value (undefined for a value the binding does not know). */
 export function enumName<K extends string>(e: NativeEnum<K>, value: number): K | undefined {
@@ -279,6 +310,13 @@ const SYMBOLS = {
   },
   ss_model_free: { parameters: ["pointer"], result: "void" },
   ss_model_get_info: { parameters: ["pointer", "buffer"], result: "i32" },
+  ss_model_export_count: { parameters: ["pointer", "buffer"], result: "i32" },
+  ss_model_export_info: { parameters: ["pointer", "i32", "i32", "buffer"], result: "i32" },
+  // model, index, dtype, row0, n, dst, size (blocking: its message comes from this thread's ss_last_error)
+  ss_model_export_rows: {
+    parameters: ["pointer", "i32", "i32", "i64", "i64", "buffer", "usize"],
+    result: "i32",
+  },
 
   ss_engine_default_params: { parameters: [], result: ffiStruct(ENGINE_PARAMS) },
   ss_engine_create: {

@@ -15,12 +15,14 @@ import type {
   BackendName,
   CacheStats,
   Engine,
+  KvDtype,
   ModelInfo,
   SamplingOptions,
   SequenceLimits,
   SequenceOptions,
   StepItem,
   StepResult,
+  WeightDtype,
 } from "./types.ts";
 import {
   ARCH,
@@ -34,6 +36,7 @@ import {
   enumName,
   enumValue,
   errorBuffer,
+  FORMAT,
   int32,
   MODEL_INFO,
   MODEL_PARAMS,
@@ -46,14 +49,21 @@ import {
   SEQ_PARAMS,
   SEQ_STATS,
   STEP_FLAG,
+  TENSOR_INFO,
   toCString,
   usingRepoCudaLibrary,
+  WEIGHTS_AS_FILE,
 } from "./ffi.ts";
 import { ClosedError, EngineBusyError, InvalidArgumentError, type SinkstreamError } from "./errors.ts";
 
 export interface LoadModelOptions {
   /** Map weights from the file when possible (default true). */
   mmap?: boolean;
+  /**
+   * Convert every weight matrix to this type at load (default: keep the file's types). Rows that are
+   * not a whole number of 32-blocks get f16 instead of q8_0 / q4_0.
+   */
+  weights?: WeightDtype;
 }
 
 function ptrOf(out: BigUint64Array): Deno.PointerObject {
@@ -91,7 +101,21 @@ function readInfo(ptr: Deno.PointerObject): ModelInfo {
     ropeTheta: f32(i("rope_theta")),
     rmsNormEps: f32(i("rms_norm_eps")),
     nParams: i("n_params"),
+    format: enumName(FORMAT, i("format")) ?? "hf",
+    weightDtype: enumName(DTYPE, i("weight_dtype")) ?? "f32",
+    weightBytesPerToken: i("weight_bytes"),
   };
+}
+
+/** One tensor of a model as a GGUF llama file holds it (ss_tensor_info). */
+export interface ExportedTensor {
+  /** GGUF name, e.g. "blk.0.attn_q.weight". */
+  name: string;
+  dtype: WeightDtype;
+  /** GGUF dimensions: ne[0] elements per row, ne[1] rows (1 for a vector). */
+  ne: [number, number];
+  nDims: 1 | 2;
+  rowBytes: number;
 }
 
 /** A loaded model (immutable, shareable by several engines). */
@@ -146,16 +170,67 @@ export class Model implements Disposable {
     this.#ptr = null;
   }
 
+  /**
+   * The model's tensors as a GGUF file of weight type `dtype` holds them (default: each matrix as
+   * loaded): matrices in `dtype`, or f16 when their rows are not whole 32-blocks; norms f32.
+   */
+  exportedTensors(dtype?: WeightDtype): ExportedTensor[] {
+    const sym = native();
+    const n = new Int32Array(1);
+    check(sym.ss_model_export_count(this.pointer, n));
+    const dt = dtype === undefined ? WEIGHTS_AS_FILE : enumValue(DTYPE, dtype, "dtype");
+    const out: ExportedTensor[] = [];
+    const ti = new NativeStruct(TENSOR_INFO);
+    const dec = new TextDecoder();
+    const view = new DataView(ti.bytes.buffer);
+    for (let i = 0; i < n[0]; i++) {
+      check(sym.ss_model_export_info(this.pointer, i, dt, ti.bytes));
+      const nameBytes = ti.bytes.subarray(0, 64);
+      const end = nameBytes.indexOf(0);
+      const ne = TENSOR_INFO.fields.ne.offset;
+      out.push({
+        name: dec.decode(nameBytes.subarray(0, end < 0 ? 64 : end)),
+        dtype: enumName(DTYPE, ti.get("dtype")) ?? "f32",
+        ne: [Number(view.getBigInt64(ne, true)), Number(view.getBigInt64(ne + 8, true))],
+        nDims: ti.get("n_dims") === 1 ? 1 : 2,
+        rowBytes: ti.get("row_bytes"),
+      });
+    }
+    return out;
+  }
+
+  /**
+   * Rows [row0, row0 + n) of exported tensor `index` (see exportedTensors) into dst, converted with the
+   * quantization of conversion at load. Runs on the calling thread (for tools).
+   */
+  exportRows(index: number, dtype: WeightDtype | undefined, row0: number, n: number, dst: Uint8Array): void {
+    const dt = dtype === undefined ? WEIGHTS_AS_FILE : enumValue(DTYPE, dtype, "dtype");
+    const status = native().ss_model_export_rows(
+      this.pointer,
+      int32("index", index),
+      dt,
+      BigInt(row0),
+      BigInt(n),
+      dst,
+      BigInt(dst.byteLength),
+    );
+    check(status, `cannot export tensor ${index} of ${this.path}`);
+  }
+
   [Symbol.dispose](): void {
     this.close();
   }
 }
 
-/** Load a model: a Hugging Face folder (config.json + safetensors) or a llama2.c .bin checkpoint. */
+/**
+ * Load a model: a Hugging Face folder (config.json + safetensors), a GGUF file or a llama2.c .bin
+ * checkpoint (any other file: ModelFormatError naming the known formats).
+ */
 export async function loadModel(path: string, opts: LoadModelOptions = {}): Promise<Model> {
   const sym = native();
   const params = new NativeStruct(MODEL_PARAMS, new Uint8Array(sym.ss_model_default_params()));
   if (opts.mmap !== undefined) params.set("use_mmap", opts.mmap ? 1 : 0, "mmap");
+  if (opts.weights !== undefined) params.set("weights", enumValue(DTYPE, opts.weights, "weights"));
   const out = new BigUint64Array(1);
   const err = errorBuffer();
   const status = await sym.ss_model_load(toCString(path), params.bytes, out, err, BigInt(err.length));
@@ -174,6 +249,8 @@ export interface EngineOptions {
   maxBatchTokens?: number;
   /** CUDA device ordinal (default 0). */
   device?: number;
+  /** KV-cache element type: "f32" or "f16" on the CPU backend (default: the backend's, see kvBytesPerToken). */
+  kvDtype?: KvDtype;
 }
 
 /** Whether a backend is compiled into the library and usable on this machine. */
@@ -223,6 +300,7 @@ export async function createEngine(model: Model, opts: EngineOptions = {}): Prom
     params.set("max_batch_tokens", opts.maxBatchTokens, "maxBatchTokens");
   }
   if (opts.device !== undefined) params.set("device", opts.device, "device");
+  if (opts.kvDtype !== undefined) params.set("kv_dtype", enumValue(DTYPE, opts.kvDtype, "kvDtype"));
   const out = new BigUint64Array(1);
   const err = errorBuffer();
   const status = await sym.ss_engine_create(model.pointer, params.bytes, out, err, BigInt(err.length));

@@ -12,6 +12,14 @@ import type { SinkstreamError } from "./errors.ts";
 
 export type CachePolicy = "streaming" | "window" | "dense";
 export type BackendName = "cpu" | "cuda";
+/** Element types of weights (Q8_0 / Q4_0: GGUF's 32-weight blocks with an f16 scale). */
+export const WEIGHT_DTYPES = ["f32", "f16", "bf16", "q8_0", "q4_0"] as const;
+export type WeightDtype = typeof WEIGHT_DTYPES[number];
+/** Element types of the CPU KV cache. */
+export const KV_DTYPES = ["f32", "f16"] as const;
+export type KvDtype = typeof KV_DTYPES[number];
+/** Model file formats. */
+export type ModelFormat = "hf" | "llama2c" | "gguf";
 
 /** Shape of a loaded model (mirrors ss_model_info). */
 export interface ModelInfo {
@@ -27,10 +35,16 @@ export interface ModelInfo {
   maxSeqLen: number;
   bosTokenId: number;
   eosTokenId: number;
-  sourceDtype: "f32" | "f16" | "bf16";
+  /** Type of most weight-matrix elements in the file. */
+  sourceDtype: WeightDtype;
   ropeTheta: number;
   rmsNormEps: number;
   nParams: number;
+  format: ModelFormat;
+  /** Type of most weight-matrix elements as loaded (after a conversion at load). */
+  weightDtype: WeightDtype;
+  /** Weight bytes a CPU decode step reads per token: every matrix (lm_head too), norms, one embedding row. */
+  weightBytesPerToken: number;
 }
 
 /** Sampling settings of one sequence. */
@@ -118,7 +132,7 @@ export interface Engine extends Disposable {
   readonly maxBatchTokens: number;
   /**
    * KV-cache bytes one cached token takes in this engine (K and V of every layer, in the cache's
-   * element type: f32 on the CPU backend, f16/bf16 on CUDA), as the engine itself reports it.
+   * element type: --kv-dtype on the CPU backend, f16/bf16 on CUDA), as the engine itself reports it.
    */
   readonly kvBytesPerToken: number;
   /** Bounds of sequence settings (see SequenceLimits). */

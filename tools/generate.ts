@@ -1,10 +1,11 @@
 /**
  * deno task generate --model PATH --prompt TEXT [--max-tokens N] [--temperature T] [--top-p P]
  *   [--top-k K] [--seed S] [--sinks S] [--window W] [--policy streaming|window|dense]
- *   [--threads N] [--tokenizer PATH]
+ *   [--threads N] [--tokenizer PATH] [--weights TYPE] [--kv-dtype f32|f16]
  * Streams the continuation to stdout; a summary goes to stderr.
  */
 import {
+  KV_DTYPES,
   optChoice,
   optNumber,
   parseFlags,
@@ -12,14 +13,16 @@ import {
   resolvePath,
   runMain,
   UsageError,
+  WEIGHT_DTYPES,
 } from "./lib/cli.ts";
 import { generate } from "./lib/generate.ts";
 
 const USAGE =
   `usage: deno task generate --model PATH --prompt TEXT [--max-tokens N] [--temperature T] [--top-p P]
          [--top-k K] [--seed S] [--sinks S] [--window W] [--policy streaming|window|dense]
-         [--threads N] [--tokenizer PATH] [--quiet]
-  PATH: a Hugging Face folder or a llama2.c .bin checkpoint. Greedy unless --temperature > 0.`;
+         [--threads N] [--tokenizer PATH] [--weights f32|f16|bf16|q8_0|q4_0] [--kv-dtype f32|f16] [--quiet]
+  PATH: a Hugging Face folder, a GGUF file or a llama2.c .bin checkpoint. Greedy unless --temperature > 0.
+  --weights converts the weights at load (default: the file's types).`;
 
 await runMain(USAGE, async () => {
   const f = parseFlags(Deno.args, {
@@ -35,6 +38,8 @@ await runMain(USAGE, async () => {
     policy: { type: "string" },
     threads: { type: "string" },
     tokenizer: { type: "string" },
+    weights: { type: "string" },
+    "kv-dtype": { type: "string" },
     quiet: { type: "boolean" },
     help: { type: "boolean", short: "h" },
   });
@@ -58,6 +63,8 @@ await runMain(USAGE, async () => {
     capacity: optNumber(f.window, "window", { integer: true, min: 1 }),
     policy: optChoice(f.policy, "policy", ["streaming", "window", "dense"] as const),
     threads: optNumber(f.threads, "threads", { integer: true, min: 0 }),
+    weights: optChoice(f.weights, "weights", WEIGHT_DTYPES),
+    kvDtype: optChoice(f["kv-dtype"], "kv-dtype", KV_DTYPES),
     onText: async (s) => {
       await Deno.stdout.write(enc.encode(s));
     },

@@ -1,4 +1,7 @@
-/** deno task make-model --shape NAME --dtype f32|f16|bf16 --out DIR [--seed N] [--tokenizer PATH] */
+/**
+ * deno task make-model --shape NAME --dtype f32|f16|bf16 --out DIR [--seed N] [--tokenizer PATH]
+ *   [--format hf|gguf]   (gguf: --out FILE.gguf)
+ */
 import {
   optChoice,
   optNumber,
@@ -12,8 +15,10 @@ import { makeModel, SHAPES } from "./lib/make_model.ts";
 
 const USAGE =
   `usage: deno task make-model --shape NAME --dtype f32|f16|bf16 --out DIR [--seed N] [--tokenizer PATH]
+         [--format hf|gguf]
   shapes: ${Object.keys(SHAPES).join(", ")}
-  Writes a random-weight Hugging Face folder (config.json, model.safetensors, tokenizer.bin).`;
+  Writes a random-weight Hugging Face folder (config.json, model.safetensors, tokenizer.bin), or with
+  --format gguf one GGUF file (--out FILE.gguf) with the tokenizer in it.`;
 
 await runMain(USAGE, async () => {
   const f = parseFlags(Deno.args, {
@@ -22,6 +27,7 @@ await runMain(USAGE, async () => {
     out: { type: "string" },
     seed: { type: "string" },
     tokenizer: { type: "string" },
+    format: { type: "string" },
     help: { type: "boolean", short: "h" },
   });
   if (f.help) {
@@ -35,12 +41,14 @@ await runMain(USAGE, async () => {
   const dtype = optChoice(requireString(f.dtype, "dtype"), "dtype", ["f32", "f16", "bf16"] as const)!;
   const out = resolvePath(requireString(f.out, "out"));
   const seed = optNumber(f.seed, "seed", { integer: true, min: 0 });
+  const format = optChoice(f.format, "format", ["hf", "gguf"] as const);
   const t0 = performance.now();
   const r = await makeModel({
     shape,
     dtype,
     out,
     seed,
+    format,
     tokenizer: typeof f.tokenizer === "string" ? resolvePath(f.tokenizer) : undefined,
   });
   console.log(

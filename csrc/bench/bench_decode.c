@@ -3,7 +3,9 @@
  *
  *   build/bench_decode MODEL [--batch B] [--window W] [--sinks S] [--prompt P]
  *                            [--steps N] [--threads T] [--chunk K] [--policy streaming|window]
+ *                            [--weights f32|f16|bf16|q8_0|q4_0] [--kv-dtype f32|f16]
  *
+ * MODEL: any format ss_model_load reads (Hugging Face folder, GGUF file, llama2.c .bin).
  * Creates B sequences (capacity W, S sinks), fast-feeds P tokens to each in
  * prefill chunks of up to K tokens (several sequences per step), then runs N
  * greedy decode steps with all B sequences in every step. Reports prefill
@@ -29,10 +31,19 @@ static int cmp_double(const void *a, const void *b) {
   return x < y ? -1 : x > y;
 }
 
+/* an ss_dtype by its lower-case name, -2 when unknown */
+static int dtype_of(const char *s) {
+  static const char *const names[] = {"f32", "f16", "bf16", "q8_0", "q4_0"};
+  for (int i = 0; i < 5; i++)
+    if (!strcmp(s, names[i])) return i;
+  return -2;
+}
+
 static int usage(void) {
   fprintf(stderr,
           "usage: bench_decode MODEL [--batch B] [--window W] [--sinks S] [--prompt P] [--steps N]\n"
-          "                          [--threads T] [--chunk K] [--policy streaming|window]\n");
+          "                          [--threads T] [--chunk K] [--policy streaming|window]\n"
+          "                          [--weights f32|f16|bf16|q8_0|q4_0] [--kv-dtype f32|f16]\n");
   return 2;
 }
 
@@ -40,6 +51,7 @@ int main(int argc, char **argv) {
   if (argc < 2) return usage();
   const char *path = argv[1];
   int B = 1, W = 256, S = 4, N = 128, T = 0, K = 256, P = -1, policy = SS_POLICY_STREAMING;
+  int weights = SS_WEIGHTS_AS_FILE, kv = SS_KV_DTYPE_DEFAULT;
   for (int i = 2; i < argc; i++) {
     const char *a = argv[i];
     if (i + 1 >= argc) return usage();
@@ -52,13 +64,17 @@ int main(int argc, char **argv) {
     else if (!strcmp(a, "--threads")) T = atoi(v);
     else if (!strcmp(a, "--chunk")) K = atoi(v);
     else if (!strcmp(a, "--policy")) policy = !strcmp(v, "window") ? SS_POLICY_WINDOW : SS_POLICY_STREAMING;
+    else if (!strcmp(a, "--weights")) weights = dtype_of(v);
+    else if (!strcmp(a, "--kv-dtype")) kv = dtype_of(v);
     else return usage();
   }
   if (P < 0) P = W > N / 2 ? W - N / 2 : 0; /* half the decode steps evict */
-  if (B < 1 || W < 2 || N < 1 || K < 1) return usage();
+  if (B < 1 || W < 2 || N < 1 || K < 1 || weights == -2 || kv == -2) return usage();
 
   ss_model *m = NULL;
-  int rc = ss_model_load(path, NULL, &m, NULL, 0);
+  ss_model_params mp = ss_model_default_params();
+  mp.weights = weights;
+  int rc = ss_model_load(path, &mp, &m, NULL, 0);
   if (rc) {
     fprintf(stderr, "load %s: %s: %s\n", path, ss_status_name(rc), ss_last_error());
     return 1;
@@ -70,6 +86,7 @@ int main(int argc, char **argv) {
   ep.n_threads = T;
   ep.max_sequences = B;
   ep.max_batch_tokens = K > B ? K : B;
+  ep.kv_dtype = kv;
   ss_engine *e = NULL;
   rc = ss_engine_create(m, &ep, &e, NULL, 0);
   if (rc) {
@@ -168,6 +185,11 @@ int main(int argc, char **argv) {
   ss_seq_stats st;
   ss_seq_get_stats(e, ids[0], &st);
 
+  static const char *const dn[] = {"f32", "f16", "bf16", "q8_0", "q4_0"};
+  printf("weights %s (file %s), %lld bytes read per token; kv %lld bytes per token\n",
+         info.weight_dtype >= 0 && info.weight_dtype < 5 ? dn[info.weight_dtype] : "?",
+         info.source_dtype >= 0 && info.source_dtype < 5 ? dn[info.source_dtype] : "?", (long long)info.weight_bytes,
+         (long long)ss_engine_kv_bytes_per_token(e));
   printf("model %s: dim %d, layers %d, heads %d/%d, vocab %d\n", path, info.dim, info.n_layers, info.n_heads,
          info.n_kv_heads, info.vocab_size);
   printf("batch %d, %s W=%d S=%d, prompt %d, steps %d, threads %d, chunk %d\n", B,

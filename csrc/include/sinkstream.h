@@ -54,7 +54,7 @@ extern "C" {
 #define SS_API
 #endif
 
-#define SS_ABI_VERSION 2
+#define SS_ABI_VERSION 3
 
 /* Bytes an `err` buffer needs to hold any message whole (longer ones are truncated). */
 #define SS_ERROR_MAX 1024
@@ -95,9 +95,26 @@ SS_API const ss_abi_entry *ss_abi_layout(int32_t *out_n);
 /* ---- model ------------------------------------------------------------- */
 typedef struct ss_model ss_model;
 
+/* Element types of weights (and of the CPU KV cache: F32, F16). Q8_0 and Q4_0 are GGUF's block formats:
+ * every 32 consecutive weights of a row share one f16 scale d, Q8_0 stores int8 q (value d * q, 34 bytes
+ * per block), Q4_0 4-bit n (value d * (n - 8), 18 bytes per block). */
+typedef enum ss_dtype {
+  SS_DTYPE_F32 = 0,
+  SS_DTYPE_F16 = 1,
+  SS_DTYPE_BF16 = 2,
+  SS_DTYPE_Q8_0 = 3,
+  SS_DTYPE_Q4_0 = 4,
+} ss_dtype;
+
+/* ss_model_params.weights: keep every tensor in the type the file holds it in. */
+#define SS_WEIGHTS_AS_FILE (-1)
+
 typedef struct ss_model_params {
   int32_t use_mmap; /* 1 = map weights from the file when possible (default 1) */
-  int32_t reserved[7];
+  int32_t weights;  /* SS_WEIGHTS_AS_FILE (default), or an ss_dtype every weight matrix is converted to
+                       at load (a matrix whose rows are not a whole number of 32-blocks gets F16 instead
+                       of Q8_0 / Q4_0); norms and biases stay F32 */
+  int32_t reserved[6];
 } ss_model_params;
 
 typedef enum ss_arch {
@@ -105,6 +122,13 @@ typedef enum ss_arch {
   SS_ARCH_MISTRAL = 1,
   SS_ARCH_QWEN2 = 2,
 } ss_arch;
+
+/* File formats ss_model_load reads. */
+typedef enum ss_format {
+  SS_FORMAT_HF = 0,      /* Hugging Face folder: config.json + safetensors */
+  SS_FORMAT_LLAMA2C = 1, /* llama2.c checkpoint (.bin) */
+  SS_FORMAT_GGUF = 2,    /* GGUF v3 file (.gguf) */
+} ss_format;
 
 /* Shape of a loaded model. Filled by ss_model_get_info. */
 typedef struct ss_model_info {
@@ -119,24 +143,55 @@ typedef struct ss_model_info {
   int32_t max_seq_len;     /* training context (max_position_embeddings) */
   int32_t bos_token_id;    /* -1 when unknown */
   int32_t eos_token_id;    /* -1 when unknown */
-  int32_t source_dtype;    /* ss_dtype of the weights in the file */
+  int32_t source_dtype;    /* ss_dtype of most weight matrix elements in the file */
   float rope_theta;
   float rms_norm_eps;
   int64_t n_params;        /* number of weight scalars */
+  int32_t format;          /* ss_format of the file */
+  int32_t weight_dtype;    /* ss_dtype of most weight matrix elements as loaded (after ss_model_params.weights) */
+  int64_t weight_bytes;    /* weight bytes a CPU decode step reads per token: every matrix (lm_head
+                              included), every norm, one embedding row */
 } ss_model_info;
 
-typedef enum ss_dtype { SS_DTYPE_F32 = 0, SS_DTYPE_F16 = 1, SS_DTYPE_BF16 = 2 } ss_dtype;
-
 SS_API ss_model_params ss_model_default_params(void);
-/* Load a model. `path` is either a Hugging Face folder (config.json +
- * model.safetensors or model.safetensors.index.json shards) or a llama2.c
- * checkpoint file (.bin). On success *out owns the model; free it with
- * ss_model_free after every engine using it has been freed. On failure the
- * message is also copied into err[err_size] (NUL-terminated) when err != NULL. */
+/* Load a model. `path` is a Hugging Face folder (config.json +
+ * model.safetensors or model.safetensors.index.json shards), a GGUF v3 file
+ * (recognised by its magic, any name) or a llama2.c checkpoint file (.bin, or
+ * any file whose header describes a model of exactly the file's size); any
+ * other file is SS_ERR_FORMAT naming the known formats. Weights stay in the
+ * file's types (F32/F16/BF16/Q8_0/Q4_0; memory-mapped when use_mmap and the
+ * data is aligned for its type) unless params->weights asks for a conversion.
+ * On success *out owns the model; free it with ss_model_free after every
+ * engine using it has been freed. On failure the message is also copied into
+ * err[err_size] (NUL-terminated) when err != NULL. */
 SS_API int ss_model_load(const char *path, const ss_model_params *params, ss_model **out, char *err,
                          size_t err_size);
 SS_API void ss_model_free(ss_model *model);
 SS_API int ss_model_get_info(const ss_model *model, ss_model_info *out);
+
+/* ---- export: the model as GGUF tensors (for GGUF writers) --------------- */
+/* One tensor of a model as a GGUF file of the llama architecture holds it. */
+typedef struct ss_tensor_info {
+  char name[64];     /* GGUF name: token_embd.weight, blk.<i>.attn_q.weight, ..., output_norm.weight,
+                        output.weight (absent when the classifier is tied to the embeddings) */
+  int32_t dtype;     /* ss_dtype of the exported data */
+  int32_t n_dims;    /* 1 (norms) or 2 (matrices) */
+  int64_t ne[2];     /* GGUF dimensions: ne[0] elements per row (the fastest), ne[1] rows (1 when 1-D) */
+  int64_t row_bytes; /* bytes of one row in dtype */
+} ss_tensor_info;
+
+/* Number of tensors ss_model_export_info enumerates. SS_ERR_UNSUPPORTED for models GGUF's llama
+ * architecture cannot hold (q/k/v biases). */
+SS_API int ss_model_export_count(const ss_model *model, int32_t *out_n);
+/* Tensor `index` (0 <= index < count) for a file whose weight matrices are of type `dtype`
+ * (SS_WEIGHTS_AS_FILE: each matrix as loaded): matrices get `dtype`, or F16 when their rows are not a
+ * whole number of blocks; norms are F32. */
+SS_API int ss_model_export_info(const ss_model *model, int32_t index, int32_t dtype, ss_tensor_info *out);
+/* Rows [row0, row0 + n_rows) of tensor `index`, converted as ss_model_export_info describes, into
+ * dst (n_rows * row_bytes <= dst_size bytes). Q and K rows come in the adjacent-pair RoPE layout of GGUF
+ * llama files. The weights are quantized exactly as ss_model_params.weights quantizes at load. */
+SS_API int ss_model_export_rows(const ss_model *model, int32_t index, int32_t dtype, int64_t row0,
+                                int64_t n_rows, void *dst, size_t dst_size);
 
 /* ---- engine ------------------------------------------------------------ */
 typedef struct ss_engine ss_engine;
@@ -149,8 +204,13 @@ typedef struct ss_engine_params {
   int32_t max_sequences;    /* live sequences at once (default 1024) */
   int32_t max_batch_tokens; /* tokens in one step, all items (default 512) */
   int32_t device;           /* CUDA device ordinal (default 0) */
-  int32_t reserved[3];
+  int32_t kv_dtype;         /* ss_dtype of the KV cache: SS_KV_DTYPE_DEFAULT (the backend's own choice:
+                               CPU F16, CUDA the model's half type), or on the CPU backend F32 or F16 */
+  int32_t reserved[2];
 } ss_engine_params;
+
+/* ss_engine_params.kv_dtype: the backend's default KV element type. */
+#define SS_KV_DTYPE_DEFAULT (-1)
 
 SS_API ss_engine_params ss_engine_default_params(void);
 /* Create an engine on `model` (borrowed: it must outlive the engine). On
@@ -163,8 +223,8 @@ SS_API void ss_engine_free(ss_engine *engine);
  * ss_engine * ("" when none); valid until the next such call. */
 SS_API const char *ss_engine_last_error(const ss_engine *engine);
 /* KV-cache bytes one cached token takes in this engine: K and V of every layer
- * in the backend's cache element type (f32 on CPU, f16/bf16 on CUDA). 0 when
- * engine is NULL. */
+ * in the cache's element type (ss_engine_params.kv_dtype on CPU, f16/bf16 on
+ * CUDA). 0 when engine is NULL. */
 SS_API int64_t ss_engine_kv_bytes_per_token(const ss_engine *engine);
 /* Whether a backend was compiled in and can run here (1) or not (0). */
 SS_API int ss_backend_available(int32_t backend);

@@ -16,6 +16,7 @@
 static const ss_abi_entry layout[] = {
     STRUCT(ss_model_params),
     FIELD(ss_model_params, use_mmap),
+    FIELD(ss_model_params, weights),
     FIELD(ss_model_params, reserved),
 
     STRUCT(ss_model_info),
@@ -34,6 +35,9 @@ static const ss_abi_entry layout[] = {
     FIELD(ss_model_info, rope_theta),
     FIELD(ss_model_info, rms_norm_eps),
     FIELD(ss_model_info, n_params),
+    FIELD(ss_model_info, format),
+    FIELD(ss_model_info, weight_dtype),
+    FIELD(ss_model_info, weight_bytes),
 
     STRUCT(ss_engine_params),
     FIELD(ss_engine_params, backend),
@@ -41,6 +45,7 @@ static const ss_abi_entry layout[] = {
     FIELD(ss_engine_params, max_sequences),
     FIELD(ss_engine_params, max_batch_tokens),
     FIELD(ss_engine_params, device),
+    FIELD(ss_engine_params, kv_dtype),
     FIELD(ss_engine_params, reserved),
 
     STRUCT(ss_seq_params),
@@ -68,6 +73,13 @@ static const ss_abi_entry layout[] = {
     FIELD(ss_seq_limits, max_top_k),
     FIELD(ss_seq_limits, reserved),
 
+    STRUCT(ss_tensor_info),
+    FIELD(ss_tensor_info, name),
+    FIELD(ss_tensor_info, dtype),
+    FIELD(ss_tensor_info, n_dims),
+    FIELD(ss_tensor_info, ne),
+    FIELD(ss_tensor_info, row_bytes),
+
     STRUCT(ss_abi_entry),
     FIELD(ss_abi_entry, name),
     FIELD(ss_abi_entry, value),
@@ -82,6 +94,13 @@ static const ss_abi_entry layout[] = {
     CONSTANT(SS_DTYPE_F32),
     CONSTANT(SS_DTYPE_F16),
     CONSTANT(SS_DTYPE_BF16),
+    CONSTANT(SS_DTYPE_Q8_0),
+    CONSTANT(SS_DTYPE_Q4_0),
+    CONSTANT(SS_WEIGHTS_AS_FILE),
+    CONSTANT(SS_KV_DTYPE_DEFAULT),
+    CONSTANT(SS_FORMAT_HF),
+    CONSTANT(SS_FORMAT_LLAMA2C),
+    CONSTANT(SS_FORMAT_GGUF),
     CONSTANT(SS_BACKEND_CPU),
     CONSTANT(SS_BACKEND_CUDA),
     CONSTANT(SS_POLICY_STREAMING),

@@ -3,7 +3,10 @@
  * sequences with StreamingLLM ring caches (geometry: cache_geometry.h).
  *
  * Per forward pass, T tokens of all items are stacked into [T, dim] and go
- * through every matmul together (each weight row is read once per 4 tokens).
+ * through every matmul together (register-blocked over tokens and rows, for
+ * every weight type: cpu_wkernels.h; the kernel table is chosen at init for
+ * this CPU, SS_CPU_ISA=portable|avx2|avx512 picks one). Matmuls with Q8_0 /
+ * Q4_0 weights first quantize their input rows per block.
  * Per layer:
  *   xb = rmsnorm(x)                      [T, dim]
  *   q, k, v = xb . Wq/Wk/Wv^T (+ bias)   [T, q_dim], [T, kv_dim], [T, kv_dim]
@@ -23,6 +26,7 @@
 
 #include "backend.h"
 #include "cpu_kernels.h"
+#include "cpu_wkernels.h"
 #include "error.h"
 #include "threadpool.h"
 
@@ -39,12 +43,16 @@
 
 /* ---- KV storage ---------------------------------------------------------- */
 
+/* The cache's element type when ss_engine_params.kv_dtype is SS_KV_DTYPE_DEFAULT (decision D??:
+ * F16 costs no perplexity measurable on the stories260K stream and halves the bytes). */
+#define CPU_KV_DEFAULT SS_DTYPE_F16
+
 typedef struct cpu_kv {
   ss_cache_geometry geom;
   int32_t n_slots; /* slots allocated in every layer buffer */
   int64_t bytes;   /* bytes of the 2 * n_layers buffers as allocated */
-  float **k;       /* [n_layers] -> [n_slots, kv_dim], keys rotated at their stream index */
-  float **v;       /* [n_layers] -> [n_slots, kv_dim] */
+  void **k;        /* [n_layers] -> [n_slots, kv_dim] of the cache type, keys rotated at their stream index */
+  void **v;        /* [n_layers] -> [n_slots, kv_dim] */
 } cpu_kv;
 
 /* ---- backend context ------------------------------------------------------ */
@@ -55,11 +63,15 @@ struct ss_backend_ctx {
   float eps;
   int max_tokens;
   int n_threads;
+  int32_t kv_dtype;     /* SS_DTYPE_F32 or SS_DTYPE_F16: K/V rows are stored as f32 or IEEE half */
+  size_t kv_es;         /* bytes per cached element */
   int64_t par_min_work; /* jobs below this work run inline (PAR_MIN_WORK) */
   int group;            /* n_heads / n_kv_heads: query heads per K/V head */
   int attn_heads_max;   /* most query heads per attention task (SS_CPU_ATTN_HEADS; default group) */
   int attn_heads;       /* query heads per attention task in this forward pass (divides group) */
   ss_threadpool *pool;
+  const ss_wkernels *wk; /* matmul kernels for this CPU */
+  void (*rotate)(float *restrict x, const float *restrict cos_tab, const float *restrict sin_tab, int hd); /* RoPE layout */
   double *inv_freq; /* [hd/2] */
 
   /* activations, [max_tokens, *] */
@@ -77,10 +89,14 @@ struct ss_backend_ctx {
   int64_t *tok_pos;  /* [T] stream index of each token */
   int32_t *item_row; /* [max_tokens] first token row of each item */
   int32_t *logit_row;/* [max_tokens] token rows whose logits are wanted */
+  int8_t *xq_q;      /* [T, max_in] a matmul input quantized per block (Q8_0 / Q4_0 weights) */
+  float *xq_d;       /* [T, max_in / 32] its block scales */
+  int max_in;        /* widest matmul input: max(dim, q_dim, hidden) */
 
   /* per-thread attention scratch, for up to `group` heads */
   float *th_f;          /* [n_threads, group * (3 * hd + ATT_BLOCK + 2)] */
   const float **th_vp;  /* [n_threads, ATT_BLOCK] */
+  float *th_kv;         /* [n_threads, 2 * ATT_BLOCK * hd]: f16 cache rows widened (keys, then values) */
 
   /* the forward pass in flight (read by the task functions) */
   const ss_forward_item *items;
@@ -109,8 +125,11 @@ static void cpu_destroy(ss_backend_ctx *c) {
   free(c->tok_pos);
   free(c->item_row);
   free(c->logit_row);
+  free(c->xq_q);
+  free(c->xq_d);
   free(c->th_f);
   free(c->th_vp);
+  free(c->th_kv);
   free(c);
 }
 
@@ -131,6 +150,22 @@ static int cpu_init(const ss_model *model, const ss_engine_params *params, ss_ba
   c->vocab = mi->vocab_size;
   c->eps = mi->rms_norm_eps;
   c->max_tokens = params->max_batch_tokens;
+  const char *isa = getenv("SS_CPU_ISA");
+  c->wk = ss_wkernels_select(isa);
+  if (!c->wk) {
+    free(c);
+    return ss_fail(SS_ERR_UNSUPPORTED, "cpu backend: SS_CPU_ISA=%s: unknown, or this CPU cannot run it "
+                   "(portable, avx2, avx512)", isa);
+  }
+  c->kv_dtype = params->kv_dtype == SS_KV_DTYPE_DEFAULT ? CPU_KV_DEFAULT : params->kv_dtype;
+  if (c->kv_dtype != SS_DTYPE_F32 && c->kv_dtype != SS_DTYPE_F16) {
+    free(c);
+    return ss_fail(SS_ERR_UNSUPPORTED, "cpu backend: kv_dtype %d is not supported (F32 or F16)", params->kv_dtype);
+  }
+  c->kv_es = c->kv_dtype == SS_DTYPE_F16 ? 2 : 4;
+  c->rotate = model->rope_adjacent ? ss_rope_rotate_adjacent : ss_rope_rotate;
+  c->max_in = c->dim > c->q_dim ? c->dim : c->q_dim;
+  if (c->hidden > c->max_in) c->max_in = c->hidden;
 
   int nt = params->n_threads;
   if (nt <= 0) {
@@ -173,10 +208,14 @@ static int cpu_init(const ss_model *model, const ss_engine_params *params, ss_ba
   c->tok_pos = xcalloc(T, sizeof(int64_t));
   c->item_row = xcalloc(T, sizeof(int32_t));
   c->logit_row = xcalloc(T, sizeof(int32_t));
+  c->xq_q = xcalloc(T * (size_t)c->max_in, 1);
+  c->xq_d = xcalloc(T * ((size_t)c->max_in / SS_QBLOCK + 1), sizeof(float));
   c->th_f = xcalloc((size_t)nt * (size_t)c->group * (3 * (size_t)c->hd + ATT_BLOCK + 2), sizeof(float));
   c->th_vp = xcalloc((size_t)nt * ATT_BLOCK, sizeof(float *));
+  c->th_kv = xcalloc((size_t)nt * 2 * ATT_BLOCK * (size_t)c->hd, sizeof(float));
   if (!c->inv_freq || !c->x || !c->xb || !c->q || !c->k || !c->v || !c->att || !c->hb || !c->hb2 || !c->rope ||
-      !c->xl || !c->tok_item || !c->tok_pos || !c->item_row || !c->logit_row || !c->th_f || !c->th_vp) {
+      !c->xl || !c->tok_item || !c->tok_pos || !c->item_row || !c->logit_row || !c->xq_q || !c->xq_d || !c->th_f ||
+      !c->th_vp || !c->th_kv) {
     cpu_destroy(c);
     return ss_fail(SS_ERR_OUT_OF_MEMORY, "cpu backend: cannot allocate scratch for %d batch tokens",
                    c->max_tokens);
@@ -197,8 +236,8 @@ static int cpu_kv_create(ss_backend_ctx *c, ss_cache_geometry geom, void **out_k
   *out_kv = NULL;
   cpu_kv *kv = calloc(1, sizeof *kv);
   if (kv) {
-    kv->k = calloc((size_t)c->n_layers, sizeof(float *));
-    kv->v = calloc((size_t)c->n_layers, sizeof(float *));
+    kv->k = calloc((size_t)c->n_layers, sizeof(void *));
+    kv->v = calloc((size_t)c->n_layers, sizeof(void *));
   }
   if (!kv || !kv->k || !kv->v) {
     if (kv) {
@@ -216,13 +255,13 @@ static int cpu_kv_create(ss_backend_ctx *c, ss_cache_geometry geom, void **out_k
 static int cpu_kv_reserve(ss_backend_ctx *c, void *kvp, int32_t n_slots) {
   cpu_kv *kv = kvp;
   if (n_slots <= kv->n_slots) return SS_OK;
-  size_t bytes = (size_t)n_slots * (size_t)c->kv_dim * sizeof(float);
+  size_t bytes = (size_t)n_slots * (size_t)c->kv_dim * c->kv_es;
   for (int l = 0; l < c->n_layers; l++) {
     /* realloc keeps the rows of the slots already in use */
-    float *nk = realloc(kv->k[l], bytes);
+    void *nk = realloc(kv->k[l], bytes);
     if (!nk) goto oom;
     kv->k[l] = nk;
-    float *nv = realloc(kv->v[l], bytes);
+    void *nv = realloc(kv->v[l], bytes);
     if (!nv) goto oom;
     kv->v[l] = nv;
   }
@@ -246,9 +285,9 @@ static void cpu_kv_destroy(ss_backend_ctx *c, void *kvp) {
   free(kv);
 }
 
-/* K and V rows of one slot in every layer (f32) */
+/* K and V rows of one slot in every layer, in the cache type */
 static int64_t cpu_kv_bytes_per_token(ss_backend_ctx *c) {
-  return (int64_t)c->n_layers * 2 * (int64_t)c->kv_dim * (int64_t)sizeof(float);
+  return (int64_t)c->n_layers * 2 * (int64_t)c->kv_dim * (int64_t)c->kv_es;
 }
 
 static int64_t cpu_kv_bytes(ss_backend_ctx *c, const void *kvp) { return ((const cpu_kv *)kvp)->bytes; }
@@ -261,16 +300,18 @@ static int64_t grain_for(const ss_backend_ctx *c, int64_t n_tasks, int64_t work)
   return g < 1 ? 1 : g;
 }
 
-/* y_s[T, out_s] (+)= x[T, in] . W_s^T (+ b_s), up to three matrices sharing x. */
+/* y_s[T, W_s.rows] (+)= x[T, in] . W_s^T (+ b_s), up to three matrices sharing x (and in). */
 typedef struct mm_seg {
   float *y;
-  const float *w, *b;
-  int out;
+  const ss_weight *w;
+  const float *b;
 } mm_seg;
 
 typedef struct mm_job {
+  const ss_backend_ctx *c;
   const float *x;
-  int T, in, accumulate, n_seg;
+  const ss_act_q8 *xq; /* x quantized, when a segment has block-type weights */
+  int T, accumulate, n_seg;
   mm_seg seg[3];
 } mm_job;
 
@@ -279,31 +320,63 @@ static void mm_task(void *ctx, int64_t begin, int64_t end, int tid) {
   int64_t base = 0;
   for (int s = 0; s < j->n_seg; s++) {
     const mm_seg *g = &j->seg[s];
-    int64_t lo = begin > base ? begin : base, hi = end < base + g->out ? end : base + g->out;
+    int64_t out = g->w->rows, lo = begin > base ? begin : base, hi = end < base + out ? end : base + out;
     if (lo < hi)
-      ss_matmul_rows(g->y, j->x, g->w, g->b, j->T, j->in, g->out, (int)(lo - base), (int)(hi - base), j->accumulate);
-    base += g->out;
+      j->c->wk->mm[g->w->dtype](g->y, j->x, j->xq, g->w, g->b, j->T, (int)(lo - base), (int)(hi - base),
+                                j->accumulate);
+    base += out;
   }
+}
+
+/* x[T, in] quantized per block into c->xq_q / xq_d (for Q8_0 / Q4_0 weights). */
+typedef struct quant_job {
+  ss_backend_ctx *c;
+  const float *x;
+  int in;
+} quant_job;
+
+static void quant_task(void *ctx, int64_t begin, int64_t end, int tid) {
+  const quant_job *j = ctx;
+  for (int64_t t = begin; t < end; t++)
+    ss_quantize_act(j->c->xq_q + t * j->in, j->c->xq_d + t * (j->in / SS_QBLOCK), j->x + t * j->in, j->in);
+}
+
+/* Quantize x[T, in] when any of the n weights needs it; *view describes the result. NULL when none does. */
+static const ss_act_q8 *quantize_input(ss_backend_ctx *c, const float *x, int T, const ss_weight *const *w, int n,
+                                       ss_act_q8 *view) {
+  int need = 0;
+  for (int i = 0; i < n; i++) need |= ss_wkernel_needs_q8(w[i]->dtype);
+  if (!need) return NULL;
+  int in = w[0]->cols;
+  quant_job qj = {c, x, in};
+  ss_threadpool_run(c->pool, T, grain_for(c, T, (int64_t)T * in * 4), quant_task, &qj);
+  *view = (ss_act_q8){.q = c->xq_q, .d = c->xq_d, .in = in};
+  return view;
 }
 
 static void run_mm(ss_backend_ctx *c, mm_job *j) {
   int64_t rows = 0;
-  for (int s = 0; s < j->n_seg; s++) rows += j->seg[s].out;
-  ss_threadpool_run(c->pool, rows, grain_for(c, rows, rows * j->T * j->in), mm_task, j);
+  const ss_weight *ws[3];
+  for (int s = 0; s < j->n_seg; s++) rows += j->seg[s].w->rows, ws[s] = j->seg[s].w;
+  ss_act_q8 view;
+  j->c = c;
+  j->xq = quantize_input(c, j->x, j->T, ws, j->n_seg, &view);
+  ss_threadpool_run(c->pool, rows, grain_for(c, rows, rows * j->T * ws[0]->cols), mm_task, j);
 }
 
 /* hb[T, hidden] = silu(xb . Wgate^T) * (xb . Wup^T) */
 typedef struct ffn_job {
   ss_backend_ctx *c;
   const ss_layer_weights *w;
+  const ss_act_q8 *xq; /* xb quantized, when gate or up has block-type weights */
 } ffn_job;
 
 static void ffn_task(void *ctx, int64_t begin, int64_t end, int tid) {
   const ffn_job *j = ctx;
   ss_backend_ctx *c = j->c;
   int T = c->T, H = c->hidden, r0 = (int)begin, r1 = (int)end;
-  ss_matmul_rows(c->hb, c->xb, j->w->w_gate, NULL, T, c->dim, H, r0, r1, 0);
-  ss_matmul_rows(c->hb2, c->xb, j->w->w_up, NULL, T, c->dim, H, r0, r1, 0);
+  c->wk->mm[j->w->w_gate.dtype](c->hb, c->xb, j->xq, &j->w->w_gate, NULL, T, r0, r1, 0);
+  c->wk->mm[j->w->w_up.dtype](c->hb2, c->xb, j->xq, &j->w->w_up, NULL, T, r0, r1, 0);
   for (int t = 0; t < T; t++) {
     float *g = c->hb + (int64_t)t * H, *u = c->hb2 + (int64_t)t * H;
     for (int r = r0; r < r1; r++) g[r] = g[r] / (1.0f + expf(-g[r])) * u[r];
@@ -341,13 +414,28 @@ static void rope_task(void *ctx, int64_t begin, int64_t end, int tid) {
   }
 }
 
-/* Rotate the chunk keys k[t] at their own stream index. */
+/* x[n] rounded to the nearest f16 values, in place. */
+static void round_f16(const ss_wkernels *wk, float *x, int n) {
+  uint16_t h[256];
+  for (int i = 0; i < n; i += 256) {
+    int m = n - i < 256 ? n - i : 256;
+    wk->f32_to_f16(h, x + i, m);
+    wk->f16_to_f32(x + i, h, m);
+  }
+}
+
+/* Rotate the chunk keys k[t] at their own stream index (and, for an f16 cache, round k and v to it). */
 static void krot_task(void *ctx, int64_t begin, int64_t end, int tid) {
   ss_backend_ctx *c = ctx;
   int half = c->hd / 2;
   for (int64_t t = begin; t < end; t++) {
     const float *r = c->rope + t * 4 * half;
-    for (int h = 0; h < c->n_kv_heads; h++) ss_rope_rotate(c->k + t * c->kv_dim + h * c->hd, r, r + half, c->hd);
+    float *k = c->k + t * c->kv_dim, *v = c->v + t * c->kv_dim;
+    for (int h = 0; h < c->n_kv_heads; h++) c->rotate(k + h * c->hd, r, r + half, c->hd);
+    if (c->kv_dtype == SS_DTYPE_F16) { /* the chunk's own keys and values as the cache will hold them */
+      round_f16(c->wk, k, c->kv_dim);
+      round_f16(c->wk, v, c->kv_dim);
+    }
   }
 }
 
@@ -363,6 +451,8 @@ typedef struct attn_acc {
   float *l;   /* [G] running sum of exp */
   float *s;   /* [G, ATT_BLOCK] scores of the pending block */
   const float **vp; /* [ATT_BLOCK] value rows of the pending block */
+  float *kbuf, *vbuf; /* [ATT_BLOCK, hd] each: f16 cache rows of the pending block, widened */
+  const ss_wkernels *wk;
   int n, hd, G;
 } attn_acc;
 
@@ -389,19 +479,31 @@ static void attn_flush(attn_acc *a) {
   a->n = 0;
 }
 
-/* Score key rows [0, n) of k (stride kv_dim) with the G query vectors q[G, hd];
- * values at the same rows of v. */
-static void attn_run(attn_acc *a, const float *q, const float *k, const float *v, int64_t n, int stride,
+/* Score key rows [0, n) of k (stride elements apart; f32, or f16 when `half`) with the G query vectors
+ * q[G, hd]; values at the same rows of v. f16 rows are widened (exactly) into the block's buffers first,
+ * so the arithmetic is that of f32 rows holding the same values. */
+static void attn_run(attn_acc *a, const float *q, const void *k, const void *v, int64_t n, int stride, int half,
                      float scale) {
+  size_t step = (size_t)stride * (half ? 2 : 4);
   /* spans up to the next block boundary: scores in one kernel call */
   while (n > 0) {
-    int m = ATT_BLOCK - a->n;
+    int m = ATT_BLOCK - a->n, hd = a->hd;
     if (n < m) m = (int)n;
-    ss_attn_scores_g(a->s + a->n, ATT_BLOCK, q, a->G, k, m, stride, a->hd, scale);
-    for (int j = 0; j < m; j++) a->vp[a->n + j] = v + (int64_t)j * stride;
+    if (half) {
+      float *kb = a->kbuf + (int64_t)a->n * hd, *vb = a->vbuf + (int64_t)a->n * hd;
+      for (int j = 0; j < m; j++) {
+        a->wk->f16_to_f32(kb + (int64_t)j * hd, (const uint16_t *)((const char *)k + j * step), hd);
+        a->wk->f16_to_f32(vb + (int64_t)j * hd, (const uint16_t *)((const char *)v + j * step), hd);
+        a->vp[a->n + j] = vb + (int64_t)j * hd;
+      }
+      ss_attn_scores_g(a->s + a->n, ATT_BLOCK, q, a->G, kb, m, hd, hd, scale);
+    } else {
+      ss_attn_scores_g(a->s + a->n, ATT_BLOCK, q, a->G, k, m, stride, hd, scale);
+      for (int j = 0; j < m; j++) a->vp[a->n + j] = (const float *)((const char *)v + j * step);
+    }
     a->n += m;
-    k += (int64_t)m * stride;
-    v += (int64_t)m * stride;
+    k = (const char *)k + (size_t)m * step;
+    v = (const char *)v + (size_t)m * step;
     n -= m;
     if (a->n == ATT_BLOCK) attn_flush(a);
   }
@@ -416,7 +518,9 @@ static void attn_task(void *ctx, int64_t begin, int64_t end, int tid) {
   float scale = 1.0f / sqrtf((float)hd);
   float *qt = c->th_f + (size_t)tid * (size_t)c->group * (3 * (size_t)hd + ATT_BLOCK + 2); /* q rotated at t */
   float *qs = qt + (size_t)G * hd;                                                            /* at n(t)-1 */
-  attn_acc a = {.out = qs + (size_t)G * hd, .vp = c->th_vp + (size_t)tid * ATT_BLOCK, .hd = hd, .G = G};
+  attn_acc a = {.out = qs + (size_t)G * hd, .vp = c->th_vp + (size_t)tid * ATT_BLOCK, .wk = c->wk, .hd = hd, .G = G};
+  a.kbuf = c->th_kv + (size_t)tid * 2 * ATT_BLOCK * (size_t)hd;
+  a.vbuf = a.kbuf + (size_t)ATT_BLOCK * hd;
   a.s = a.out + (size_t)G * hd;
   a.m = a.s + (size_t)G * ATT_BLOCK;
   a.l = a.m + G;
@@ -434,12 +538,15 @@ static void attn_task(void *ctx, int64_t begin, int64_t end, int tid) {
     memcpy(qt, c->q + row * c->q_dim + (int64_t)h0 * hd, (size_t)G * hd * sizeof(float));
     memcpy(qs, qt, (size_t)G * hd * sizeof(float));
     for (int g = 0; g < G; g++) {
-      ss_rope_rotate(qt + (int64_t)g * hd, r, r + half, hd);
-      ss_rope_rotate(qs + (int64_t)g * hd, r + 2 * half, r + 3 * half, hd);
+      c->rotate(qt + (int64_t)g * hd, r, r + half, hd);
+      c->rotate(qs + (int64_t)g * hd, r + 2 * half, r + 3 * half, hd);
     }
 
-    const float *ck = kv->k[c->layer] ? kv->k[c->layer] + (int64_t)kvh * hd : NULL;
-    const float *cv = kv->v[c->layer] ? kv->v[c->layer] + (int64_t)kvh * hd : NULL;
+    /* cache rows of this K/V head (kv_es bytes per element), and the chunk's own rows (f32) */
+    int hc = c->kv_dtype == SS_DTYPE_F16;
+    size_t es = c->kv_es;
+    const char *ck = kv->k[c->layer] ? (const char *)kv->k[c->layer] + (size_t)kvh * hd * es : NULL;
+    const char *cv = kv->v[c->layer] ? (const char *)kv->v[c->layer] + (size_t)kvh * hd * es : NULL;
     const float *sk = c->k + row0 * kvd + (int64_t)kvh * hd;
     const float *sv = c->v + row0 * kvd + (int64_t)kvh * hd;
 
@@ -450,8 +557,9 @@ static void attn_task(void *ctx, int64_t begin, int64_t end, int tid) {
     /* sinks: i in [0, min(S, t+1)), query rotated at n(t)-1 */
     int64_t n_sink = ss_geom_n_sinks_visible(t, S);
     int64_t sc = n_sink < start ? n_sink : start; /* sinks in the cache: [0, sc) */
-    if (sc > 0) attn_run(&a, qs, ck, cv, sc, kvd, scale);
-    if (n_sink > sc) attn_run(&a, qs, sk + (sc - start) * kvd, sv + (sc - start) * kvd, n_sink - sc, kvd, scale);
+    if (sc > 0) attn_run(&a, qs, ck, cv, sc, kvd, hc, scale);
+    if (n_sink > sc)
+      attn_run(&a, qs, sk + (sc - start) * kvd, sv + (sc - start) * kvd, n_sink - sc, kvd, 0, scale);
 
     /* recent: i in [max(S, t-R+1), t], query rotated at t */
     int64_t lo = ss_geom_recent_lo(t, S, C);
@@ -460,11 +568,13 @@ static void attn_task(void *ctx, int64_t begin, int64_t end, int tid) {
       int64_t n = cache_hi - lo + 1;
       int32_t s0 = ss_geom_slot(lo, S, C);
       int64_t first = ss_geom_ring_run(s0, n, C); /* up to the end of the ring, then wrap to S */
-      attn_run(&a, qt, ck + s0 * kvd, cv + s0 * kvd, first, kvd, scale);
-      if (n > first) attn_run(&a, qt, ck + (int64_t)S * kvd, cv + (int64_t)S * kvd, n - first, kvd, scale);
+      size_t at = (size_t)s0 * kvd * es, wrap = (size_t)S * kvd * es;
+      attn_run(&a, qt, ck + at, cv + at, first, kvd, hc, scale);
+      if (n > first) attn_run(&a, qt, ck + wrap, cv + wrap, n - first, kvd, hc, scale);
     }
     int64_t chunk_lo = lo > start ? lo : start;
-    if (t >= chunk_lo) attn_run(&a, qt, sk + (chunk_lo - start) * kvd, sv + (chunk_lo - start) * kvd, t - chunk_lo + 1, kvd, scale);
+    if (t >= chunk_lo)
+      attn_run(&a, qt, sk + (chunk_lo - start) * kvd, sv + (chunk_lo - start) * kvd, t - chunk_lo + 1, kvd, 0, scale);
     attn_flush(&a);
 
     for (int g = 0; g < G; g++) {
@@ -479,19 +589,24 @@ static void attn_task(void *ctx, int64_t begin, int64_t end, int tid) {
  * later token of the same chunk overwrites are skipped. */
 static void write_kv(ss_backend_ctx *c) {
   int kvd = c->kv_dim;
-  size_t row_bytes = (size_t)kvd * sizeof(float);
+  size_t row_bytes = (size_t)kvd * c->kv_es;
   for (int i = 0; i < c->n_items; i++) {
     const ss_forward_item *it = &c->items[i];
     cpu_kv *kv = it->kv;
     int32_t S = it->geom.n_sinks, C = it->geom.capacity;
     int64_t end = it->start_index + it->n_tokens; /* one past the last stream index */
-    float *ck = kv->k[c->layer], *cv = kv->v[c->layer];
+    char *ck = kv->k[c->layer], *cv = kv->v[c->layer];
     for (int j = 0; j < it->n_tokens; j++) {
       int64_t idx = it->start_index + j;
       if (!ss_geom_kept(idx, end, S, C)) continue; /* overwritten later in this chunk */
       int64_t slot = ss_geom_slot(idx, S, C), row = c->item_row[i] + j;
-      memcpy(ck + slot * kvd, c->k + row * kvd, row_bytes);
-      memcpy(cv + slot * kvd, c->v + row * kvd, row_bytes);
+      if (c->kv_dtype == SS_DTYPE_F16) { /* exact: the rows were rounded to f16 values (krot_task) */
+        c->wk->f32_to_f16((uint16_t *)(void *)(ck + slot * row_bytes), c->k + row * kvd, kvd);
+        c->wk->f32_to_f16((uint16_t *)(void *)(cv + slot * row_bytes), c->v + row * kvd, kvd);
+      } else {
+        memcpy(ck + slot * row_bytes, c->k + row * kvd, row_bytes);
+        memcpy(cv + slot * row_bytes, c->v + row * kvd, row_bytes);
+      }
     }
   }
 }
@@ -522,7 +637,7 @@ static int cpu_forward(ss_backend_ctx *c, const ss_forward_item *items, int32_t 
       c->tok_item[T] = i;
       c->tok_pos[T] = it->start_index + j;
       att_work += ss_geom_n_visible(it->start_index + j, it->geom.capacity);
-      memcpy(c->x + (int64_t)T * dim, m->tok_embeddings + (int64_t)it->tokens[j] * dim, (size_t)dim * sizeof(float));
+      ss_weight_row_f32(&m->tok_embeddings, it->tokens[j], c->x + (int64_t)T * dim);
     }
     if (it->want_logits) c->logit_row[n_want++] = T - 1;
   }
@@ -550,8 +665,8 @@ static int cpu_forward(ss_backend_ctx *c, const ss_forward_item *items, int32_t 
     norm_job nj = {c, w->attn_norm};
     ss_threadpool_run(c->pool, T, grain_for(c, T, (int64_t)T * dim), norm_task, &nj);
 
-    mm_job qkv = {.x = c->xb, .T = T, .in = dim, .accumulate = 0, .n_seg = 3,
-                  .seg = {{c->q, w->wq, w->bq, c->q_dim}, {c->k, w->wk, w->bk, c->kv_dim}, {c->v, w->wv, w->bv, c->kv_dim}}};
+    mm_job qkv = {.x = c->xb, .T = T, .accumulate = 0, .n_seg = 3,
+                  .seg = {{c->q, &w->wq, w->bq}, {c->k, &w->wk, w->bk}, {c->v, &w->wv, w->bv}}};
     run_mm(c, &qkv);
 
     ss_threadpool_run(c->pool, T, grain_for(c, T, (int64_t)T * c->kv_dim * 2), krot_task, c);
@@ -559,23 +674,23 @@ static int cpu_forward(ss_backend_ctx *c, const ss_forward_item *items, int32_t 
     ss_threadpool_run(c->pool, n_att, grain_for(c, n_att, att_work), attn_task, c);
     write_kv(c);
 
-    mm_job wo = {.x = c->att, .T = T, .in = c->q_dim, .accumulate = 1, .n_seg = 1, .seg = {{c->x, w->wo, NULL, dim}}};
+    mm_job wo = {.x = c->att, .T = T, .accumulate = 1, .n_seg = 1, .seg = {{c->x, &w->wo, NULL}}};
     run_mm(c, &wo);
 
     norm_job nf = {c, w->ffn_norm};
     ss_threadpool_run(c->pool, T, grain_for(c, T, (int64_t)T * dim), norm_task, &nf);
-    ffn_job fj = {c, w};
+    const ss_weight *gu[2] = {&w->w_gate, &w->w_up};
+    ss_act_q8 view;
+    ffn_job fj = {c, w, quantize_input(c, c->xb, T, gu, 2, &view)};
     ss_threadpool_run(c->pool, c->hidden, grain_for(c, c->hidden, (int64_t)T * dim * c->hidden * 2), ffn_task, &fj);
 
-    mm_job down = {.x = c->hb, .T = T, .in = c->hidden, .accumulate = 1, .n_seg = 1,
-                   .seg = {{c->x, w->w_down, NULL, dim}}};
+    mm_job down = {.x = c->hb, .T = T, .accumulate = 1, .n_seg = 1, .seg = {{c->x, &w->w_down, NULL}}};
     run_mm(c, &down);
   }
 
   if (n_want > 0) {
     ss_threadpool_run(c->pool, n_want, grain_for(c, n_want, (int64_t)n_want * dim), final_norm_task, c);
-    mm_job head = {.x = c->xl, .T = n_want, .in = dim, .accumulate = 0, .n_seg = 1,
-                   .seg = {{logits, m->lm_head, NULL, c->vocab}}};
+    mm_job head = {.x = c->xl, .T = n_want, .accumulate = 0, .n_seg = 1, .seg = {{logits, &m->lm_head, NULL}}};
     run_mm(c, &head);
   }
   c->items = NULL;

@@ -41,6 +41,8 @@
 #include "backend.h"
 #include "cuda_plan.h"
 #include "error.h"
+#include "model_tensors.h"
+#include "model_util.h"
 
 /* ---- error helpers -------------------------------------------------------------- */
 
@@ -329,27 +331,34 @@ static void cuda_destroy(ss_backend_ctx *c) {
 /* ---- weight upload ---------------------------------------------------------------------- */
 
 typedef struct upload_part {
-  const float *src;
-  size_t n;
+  const ss_weight *w; /* host matrix in any ss_dtype */
+  int qk;             /* Q or K projection: rows permuted to rotate-half when the model's are adjacent pairs */
 } upload_part;
 
 #define STAGE_FLOATS ((size_t)16 << 20) /* 64 MiB of fp32 per copy */
 
-/* Concatenate parts (host fp32) into one device tensor of the element type. */
-static int upload_cat(ss_backend_ctx *c, float *stage, void **out, const upload_part *parts, int n_parts,
-                      const char *what) {
+/* Concatenate parts (host matrices, dequantized to fp32 on the host: `host` holds STAGE_FLOATS) into
+ * one device tensor of the element type. */
+static int upload_cat(ss_backend_ctx *c, float *stage, float *host, void **out, const upload_part *parts,
+                      int n_parts, const char *what) {
   size_t total = 0;
-  for (int i = 0; i < n_parts; i++) total += parts[i].n;
+  for (int i = 0; i < n_parts; i++) total += (size_t)parts[i].w->rows * (size_t)parts[i].w->cols;
   RC(dmalloc(out, total * c->esz, what));
   size_t off = 0;
   for (int i = 0; i < n_parts; i++) {
-    for (size_t done = 0; done < parts[i].n; done += STAGE_FLOATS) {
-      size_t n = parts[i].n - done < STAGE_FLOATS ? parts[i].n - done : STAGE_FLOATS;
-      CU(cudaMemcpy(stage, parts[i].src + done, n * sizeof(float), cudaMemcpyHostToDevice));
-      KL(ssk_convert_f32(c->dtype, (char *)*out + (off + done) * c->esz, stage, n, c->stream));
+    const ss_weight *w = parts[i].w;
+    size_t cols = (size_t)w->cols, per = STAGE_FLOATS / cols;
+    int permute = parts[i].qk && c->model->rope_adjacent;
+    for (int64_t r0 = 0; r0 < w->rows; r0 += (int64_t)per) {
+      int64_t n = w->rows - r0 < (int64_t)per ? w->rows - r0 : (int64_t)per;
+      for (int64_t r = 0; r < n; r++)
+        ss_weight_row_f32(w, permute ? ss_rope_adjacent_row(r0 + r, c->hd) : r0 + r, host + (size_t)r * cols);
+      CU(cudaMemcpy(stage, host, (size_t)n * cols * sizeof(float), cudaMemcpyHostToDevice));
+      KL(ssk_convert_f32(c->dtype, (char *)*out + (off + (size_t)r0 * cols) * c->esz, stage, (size_t)n * cols,
+                         c->stream));
       CU(cudaStreamSynchronize(c->stream)); /* stage is reused by the next copy */
     }
-    off += parts[i].n;
+    off += (size_t)w->rows * cols;
   }
   return SS_OK;
 }
@@ -362,18 +371,22 @@ static int upload_f32(float **out, const float *src, size_t n, const char *what)
 
 static int upload_weights(ss_backend_ctx *c) {
   const ss_model *m = c->model;
-  size_t dim = (size_t)c->dim, hid = (size_t)c->hidden, qd = (size_t)c->q_dim, kvd = (size_t)c->kv_dim;
-  float *stage = NULL;
-  RC(dmalloc((void **)&stage, STAGE_FLOATS * sizeof(float), "the weight upload staging buffer"));
-  int rc = SS_OK;
-  upload_part emb = {m->tok_embeddings, (size_t)c->vocab * dim};
-  rc = upload_cat(c, stage, &c->emb, &emb, 1, "token embeddings");
+  size_t dim = (size_t)c->dim, qd = (size_t)c->q_dim, kvd = (size_t)c->kv_dim;
+  float *stage = NULL, *host = malloc(STAGE_FLOATS * sizeof(float));
+  if (!host) return ss_fail(SS_ERR_OUT_OF_MEMORY, "cuda backend: cannot allocate the host staging buffer");
+  int rc = dmalloc((void **)&stage, STAGE_FLOATS * sizeof(float), "the weight upload staging buffer");
+  if (rc) {
+    free(host);
+    return rc;
+  }
+  upload_part emb = {&m->tok_embeddings, 0};
+  rc = upload_cat(c, stage, host, &c->emb, &emb, 1, "token embeddings");
   if (!rc) {
-    if (m->lm_head == m->tok_embeddings) {
+    if (m->lm_head.data == m->tok_embeddings.data) {
       c->lm_head = c->emb;
     } else {
-      upload_part head = {m->lm_head, (size_t)c->vocab * dim};
-      rc = upload_cat(c, stage, &c->lm_head, &head, 1, "lm_head");
+      upload_part head = {&m->lm_head, 0};
+      rc = upload_cat(c, stage, host, &c->lm_head, &head, 1, "lm_head");
     }
   }
   if (!rc) rc = upload_f32(&c->final_norm, m->final_norm, dim, "final norm");
@@ -385,20 +398,20 @@ static int upload_weights(ss_backend_ctx *c) {
     rc = upload_f32(&L->attn_norm, w->attn_norm, dim, what);
     if (!rc) rc = upload_f32(&L->ffn_norm, w->ffn_norm, dim, what);
     if (!rc) {
-      upload_part p[3] = {{w->wq, qd * dim}, {w->wk, kvd * dim}, {w->wv, kvd * dim}};
-      rc = upload_cat(c, stage, &L->wqkv, p, 3, what);
+      upload_part p[3] = {{&w->wq, 1}, {&w->wk, 1}, {&w->wv, 0}};
+      rc = upload_cat(c, stage, host, &L->wqkv, p, 3, what);
     }
     if (!rc) {
-      upload_part p = {w->wo, dim * qd};
-      rc = upload_cat(c, stage, &L->wo, &p, 1, what);
+      upload_part p = {&w->wo, 0};
+      rc = upload_cat(c, stage, host, &L->wo, &p, 1, what);
     }
     if (!rc) {
-      upload_part p[2] = {{w->w_gate, hid * dim}, {w->w_up, hid * dim}};
-      rc = upload_cat(c, stage, &L->wgu, p, 2, what);
+      upload_part p[2] = {{&w->w_gate, 0}, {&w->w_up, 0}};
+      rc = upload_cat(c, stage, host, &L->wgu, p, 2, what);
     }
     if (!rc) {
-      upload_part p = {w->w_down, dim * hid};
-      rc = upload_cat(c, stage, &L->wdown, &p, 1, what);
+      upload_part p = {&w->w_down, 0};
+      rc = upload_cat(c, stage, host, &L->wdown, &p, 1, what);
     }
     if (!rc && (w->bq || w->bk || w->bv)) {
       size_t n = qd + 2 * kvd;
@@ -416,6 +429,7 @@ static int upload_weights(ss_backend_ctx *c) {
     }
   }
   cudaFree(stage);
+  free(host);
   return rc;
 }
 
@@ -479,6 +493,12 @@ static int cuda_init(const ss_model *model, const ss_engine_params *params, ss_b
   const char *dt = getenv("SS_CUDA_DTYPE");
   c->dtype = (dt && strcmp(dt, "bf16") == 0) ? SSK_BF16 : SSK_F16;
   c->esz = 2;
+  int32_t kv_own = c->dtype == SSK_BF16 ? SS_DTYPE_BF16 : SS_DTYPE_F16;
+  if (params->kv_dtype != SS_KV_DTYPE_DEFAULT && params->kv_dtype != kv_own) {
+    free(c);
+    return ss_fail(SS_ERR_UNSUPPORTED, "cuda backend: kv_dtype %s is not supported: its cache holds %s (the "
+                   "compute type, SS_CUDA_DTYPE)", ss_dtype_name(params->kv_dtype), ss_dtype_name(kv_own));
+  }
   c->dim = in->dim;
   c->hidden = in->hidden_dim;
   c->n_layers = in->n_layers;

@@ -353,6 +353,15 @@ void ss_rope_rotate(float *restrict x, const float *restrict cos_tab, const floa
   }
 }
 
+void ss_rope_rotate_adjacent(float *restrict x, const float *restrict cos_tab, const float *restrict sin_tab,
+                             int hd) {
+  for (int j = 0; j < hd / 2; j++) {
+    float x0 = x[2 * j], x1 = x[2 * j + 1];
+    x[2 * j] = x0 * cos_tab[j] - x1 * sin_tab[j];
+    x[2 * j + 1] = x1 * cos_tab[j] + x0 * sin_tab[j];
+  }
+}
+
 void ss_rope_inv_freq(double *inv_freq, double theta, int hd) {
   for (int j = 0; j < hd / 2; j++) inv_freq[j] = pow(theta, -2.0 * (double)j / (double)hd);
 }

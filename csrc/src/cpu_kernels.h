@@ -86,6 +86,10 @@ void ss_rmsnorm(float *restrict o, const float *restrict x, const float *restric
  * position: cos[hd/2], sin[hd/2]. Pairs (d, d + hd/2). */
 void ss_rope_rotate(float *restrict x, const float *restrict cos_tab, const float *restrict sin_tab, int hd);
 
+/* The same rotation for Q/K rows in Meta's adjacent-pair layout (GGUF): pairs (2j, 2j + 1). */
+void ss_rope_rotate_adjacent(float *restrict x, const float *restrict cos_tab, const float *restrict sin_tab,
+                             int hd);
+
 /* inv_freq[hd/2]: inv_freq_j = theta^(-2j/hd), in double. */
 void ss_rope_inv_freq(double *inv_freq, double theta, int hd);
 /* cos_tab/sin_tab[hd/2] for stream position pos: angle_j = pos * inv_freq_j,

@@ -102,6 +102,7 @@ ss_engine_params ss_engine_default_params(void) {
   p.max_sequences = 1024;
   p.max_batch_tokens = 512;
   p.device = 0;
+  p.kv_dtype = SS_KV_DTYPE_DEFAULT;
   return p;
 }
 
@@ -115,7 +116,7 @@ static int check_model(const ss_model *m) {
                    i->n_heads, i->n_kv_heads);
   if (i->head_dim % 2 != 0)
     return ss_fail(SS_ERR_INVALID_ARGUMENT, "engine: model head_dim %d is odd (RoPE needs pairs)", i->head_dim);
-  if (!m->tok_embeddings || !m->final_norm || !m->lm_head || !m->layers)
+  if (!m->tok_embeddings.data || !m->final_norm || !m->lm_head.data || !m->layers)
     return ss_fail(SS_ERR_INVALID_ARGUMENT, "engine: model has missing weights");
   return SS_OK;
 }
@@ -137,6 +138,9 @@ static int engine_create(const ss_model *model, const ss_engine_params *params, 
     return ss_fail(SS_ERR_INVALID_ARGUMENT, "ss_engine_create: max_batch_tokens %d outside [1, %d]",
                    p.max_batch_tokens, MAX_BATCH_TOKENS);
   if (p.device < 0) return ss_fail(SS_ERR_INVALID_ARGUMENT, "ss_engine_create: device %d < 0", p.device);
+  if (p.kv_dtype != SS_KV_DTYPE_DEFAULT && (p.kv_dtype < 0 || p.kv_dtype > SS_DTYPE_Q4_0))
+    return ss_fail(SS_ERR_INVALID_ARGUMENT, "ss_engine_create: kv_dtype %d is neither SS_KV_DTYPE_DEFAULT nor an "
+                   "ss_dtype", p.kv_dtype);
   int rc = check_model(model);
   if (rc) return rc;
   const ss_backend_ops *ops = backend_ops(p.backend);

@@ -29,6 +29,7 @@
 
 #include "error.h"
 #include "json.h"
+#include "model_tensors.h"
 #include "model_util.h"
 #include "safetensors.h"
 
@@ -42,7 +43,7 @@ typedef struct hf_loader {
   ss_st_set set;
   int use_mmap;
   int64_t n_params;
-  size_t numel_by_dtype[3]; /* per ss_dtype, to report the dominant source dtype */
+  size_t numel_by_dtype[SS_N_DTYPES]; /* matrix elements per ss_dtype, for the dominant source dtype */
 } hf_loader;
 
 /* ---------------------------------------------------------------------------
@@ -346,11 +347,10 @@ static int open_weights(hf_loader *L) {
 /* ---------------------------------------------------------------------------
  * tensors */
 
-/* Find `name` with shape [rows] (cols == 0) or [rows, cols] and expose it
- * as float32: in place from the mapping when F32, aligned and use_mmap,
- * else converted into an owned buffer. Absent: error when required, else
- * *out = NULL. */
-static int get_tensor(hf_loader *L, const char *name, size_t rows, size_t cols, int required, const float **out) {
+/* Find `name` with shape [rows] (cols == 0) or [rows, cols]: *out = NULL when it is absent and not
+ * required; else checked (shape, dtype) and counted. */
+static int find_tensor(hf_loader *L, const char *name, size_t rows, size_t cols, int required,
+                       const ss_st_tensor **out) {
   *out = NULL;
   const ss_st_tensor *t = ss_st_find(&L->set, name);
   if (!t) return required ? ss_fail(SS_ERR_FORMAT, "%s: tensor '%s' is missing", L->dir, name) : SS_OK;
@@ -369,23 +369,59 @@ static int get_tensor(hf_loader *L, const char *name, size_t rows, size_t cols, 
   if (t->dtype < 0)
     return ss_fail(SS_ERR_FORMAT, "%s: tensor '%s' has dtype %s; only F32, F16 and BF16 are supported", f->path,
                    name, t->dtype_name);
-
-  const uint8_t *src = f->view.data + t->offset;
   L->n_params += (int64_t)t->numel;
-  L->numel_by_dtype[t->dtype] += t->numel;
-  if (t->dtype == SS_DTYPE_F32 && L->use_mmap && (uintptr_t)src % sizeof(float) == 0) {
-    int kept, rc = ss_model_keep_file(L->m, &f->view, &kept);
-    if (rc != SS_OK) return rc;
-    if (kept) {
-      *out = (const float *)(const void *)src;
+  if (cols) L->numel_by_dtype[t->dtype] += t->numel;
+  *out = t;
+  return SS_OK;
+}
+
+/* The tensor's bytes in place (mapped, aligned for `align`, use_mmap), or NULL: copy them then. */
+static int in_place(hf_loader *L, const ss_st_tensor *t, size_t align, const void **out) {
+  ss_st_file *f = &L->set.files[t->file];
+  const uint8_t *src = f->view.data + t->offset;
+  *out = NULL;
+  if (!L->use_mmap || (uintptr_t)src % align != 0) return SS_OK;
+  int kept, rc = ss_model_keep_file(L->m, &f->view, &kept);
+  if (rc == SS_OK && kept) *out = src;
+  return rc;
+}
+
+/* A 1-D tensor (norm, bias) as float32: in place when F32 and aligned, else converted. */
+static int get_vector(hf_loader *L, const char *name, size_t n, int required, const float **out) {
+  const ss_st_tensor *t;
+  *out = NULL;
+  int rc = find_tensor(L, name, n, 0, required, &t);
+  if (rc != SS_OK || !t) return rc;
+  if (t->dtype == SS_DTYPE_F32) {
+    const void *p;
+    if ((rc = in_place(L, t, sizeof(float), &p)) != SS_OK) return rc;
+    if (p) {
+      *out = p;
       return SS_OK;
     }
   }
   float *dst;
-  int rc = ss_model_alloc_f32(L->m, t->numel, name, &dst);
-  if (rc != SS_OK) return rc;
-  ss_convert_to_f32(dst, src, t->numel, t->dtype);
+  if ((rc = ss_model_alloc_f32(L->m, t->numel, name, &dst)) != SS_OK) return rc;
+  ss_convert_to_f32(dst, L->set.files[t->file].view.data + t->offset, t->numel, t->dtype);
   *out = dst;
+  return SS_OK;
+}
+
+/* A matrix in the file's type: in place when aligned for it, else an owned copy of its bytes. */
+static int get_matrix(hf_loader *L, const char *name, size_t rows, size_t cols, ss_weight *out) {
+  const ss_st_tensor *t;
+  int rc = find_tensor(L, name, rows, cols, 1, &t);
+  if (rc != SS_OK) return rc;
+  const void *p;
+  if ((rc = in_place(L, t, ss_dtype_align(t->dtype), &p)) != SS_OK) return rc;
+  if (!p) {
+    void *copy = malloc(t->nbytes ? t->nbytes : 1);
+    if (!copy) return ss_fail(SS_ERR_OUT_OF_MEMORY, "%s: cannot allocate %zu bytes for %s", L->dir, t->nbytes, name);
+    if ((rc = ss_model_own(L->m, copy)) != SS_OK) return rc;
+    memcpy(copy, L->set.files[t->file].view.data + t->offset, t->nbytes);
+    p = copy;
+  }
+  *out = ss_weight_make(p, t->dtype, (int64_t)rows, (int64_t)cols);
   return SS_OK;
 }
 
@@ -396,23 +432,27 @@ static int get_layer(hf_loader *L, int32_t i, ss_layer_weights *ly) {
   int qwen = in->arch == SS_ARCH_QWEN2;
   char name[128];
   int rc;
-#define LAYER_TENSOR(field, suffix, rows, cols, required)                      \
+#define LAYER_VECTOR(field, suffix, n, required)                                \
   snprintf(name, sizeof name, "model.layers.%d.%s", (int)i, suffix);           \
-  if ((rc = get_tensor(L, name, rows, cols, required, &ly->field)) != SS_OK) return rc;
+  if ((rc = get_vector(L, name, n, required, &ly->field)) != SS_OK) return rc;
+#define LAYER_MATRIX(field, suffix, rows, cols)                                \
+  snprintf(name, sizeof name, "model.layers.%d.%s", (int)i, suffix);           \
+  if ((rc = get_matrix(L, name, rows, cols, &ly->field)) != SS_OK) return rc;
 
-  LAYER_TENSOR(attn_norm, "input_layernorm.weight", dim, 0, 1)
-  LAYER_TENSOR(wq, "self_attn.q_proj.weight", s.q_dim, dim, 1)
-  LAYER_TENSOR(wk, "self_attn.k_proj.weight", s.kv_dim, dim, 1)
-  LAYER_TENSOR(wv, "self_attn.v_proj.weight", s.kv_dim, dim, 1)
-  LAYER_TENSOR(bq, "self_attn.q_proj.bias", s.q_dim, 0, qwen)
-  LAYER_TENSOR(bk, "self_attn.k_proj.bias", s.kv_dim, 0, qwen)
-  LAYER_TENSOR(bv, "self_attn.v_proj.bias", s.kv_dim, 0, qwen)
-  LAYER_TENSOR(wo, "self_attn.o_proj.weight", dim, s.q_dim, 1)
-  LAYER_TENSOR(ffn_norm, "post_attention_layernorm.weight", dim, 0, 1)
-  LAYER_TENSOR(w_gate, "mlp.gate_proj.weight", hidden, dim, 1)
-  LAYER_TENSOR(w_up, "mlp.up_proj.weight", hidden, dim, 1)
-  LAYER_TENSOR(w_down, "mlp.down_proj.weight", dim, hidden, 1)
-#undef LAYER_TENSOR
+  LAYER_VECTOR(attn_norm, "input_layernorm.weight", dim, 1)
+  LAYER_MATRIX(wq, "self_attn.q_proj.weight", s.q_dim, dim)
+  LAYER_MATRIX(wk, "self_attn.k_proj.weight", s.kv_dim, dim)
+  LAYER_MATRIX(wv, "self_attn.v_proj.weight", s.kv_dim, dim)
+  LAYER_VECTOR(bq, "self_attn.q_proj.bias", s.q_dim, qwen)
+  LAYER_VECTOR(bk, "self_attn.k_proj.bias", s.kv_dim, qwen)
+  LAYER_VECTOR(bv, "self_attn.v_proj.bias", s.kv_dim, qwen)
+  LAYER_MATRIX(wo, "self_attn.o_proj.weight", dim, s.q_dim)
+  LAYER_VECTOR(ffn_norm, "post_attention_layernorm.weight", dim, 1)
+  LAYER_MATRIX(w_gate, "mlp.gate_proj.weight", hidden, dim)
+  LAYER_MATRIX(w_up, "mlp.up_proj.weight", hidden, dim)
+  LAYER_MATRIX(w_down, "mlp.down_proj.weight", dim, hidden)
+#undef LAYER_VECTOR
+#undef LAYER_MATRIX
 
   /* biases the model has no slot for must not be dropped silently */
   static const char *const unsupported[] = {"self_attn.o_proj.bias", "mlp.gate_proj.bias", "mlp.up_proj.bias",
@@ -434,20 +474,18 @@ static int get_weights(hf_loader *L, int tied) {
   if (rc != SS_OK) return rc;
   m->layers = layers;
 
-  if ((rc = get_tensor(L, "model.embed_tokens.weight", vocab, dim, 1, &m->tok_embeddings))) return rc;
+  if ((rc = get_matrix(L, "model.embed_tokens.weight", vocab, dim, &m->tok_embeddings))) return rc;
   for (size_t i = 0; i < n; i++)
     if ((rc = get_layer(L, (int32_t)i, &layers[i]))) return rc;
-  if ((rc = get_tensor(L, "model.norm.weight", dim, 0, 1, &m->final_norm))) return rc;
+  if ((rc = get_vector(L, "model.norm.weight", dim, 1, &m->final_norm))) return rc;
   if (tied)
     m->lm_head = m->tok_embeddings;
-  else if ((rc = get_tensor(L, "lm_head.weight", vocab, dim, 1, &m->lm_head)))
+  else if ((rc = get_matrix(L, "lm_head.weight", vocab, dim, &m->lm_head)))
     return rc;
 
   m->info.n_params = L->n_params;
-  int32_t best = SS_DTYPE_F32;
-  for (int32_t d = 0; d < 3; d++)
-    if (L->numel_by_dtype[d] > L->numel_by_dtype[best]) best = d;
-  m->info.source_dtype = best;
+  m->info.source_dtype = ss_dominant_dtype(L->numel_by_dtype);
+  m->info.format = SS_FORMAT_HF;
   return SS_OK;
 }
 

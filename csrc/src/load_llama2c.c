@@ -65,6 +65,7 @@ static int read_header(const char *path, const ss_file *f, ss_model_info *info, 
   info->bos_token_id = 1;
   info->eos_token_id = 2;
   info->source_dtype = SS_DTYPE_F32;
+  info->format = SS_FORMAT_LLAMA2C;
   info->rope_theta = 10000.0f;
   info->rms_norm_eps = 1e-5f;
   *shared = h[5] > 0;
@@ -115,7 +116,8 @@ static int map_weights(ss_model *m, const float *w, int shared) {
   if ((rc = ss_model_alloc_f32(m, s.wq * L, "wq", &wq)) || (rc = ss_model_alloc_f32(m, s.wk * L, "wk", &wk)))
     return rc;
 
-  m->tok_embeddings = w;
+  const float *embed = w;
+  m->tok_embeddings = ss_weight_make(embed, SS_DTYPE_F32, in->vocab_size, in->dim);
   w += s.embed;
   const float *rms_att = w;
   w += L * dim;
@@ -138,21 +140,22 @@ static int map_weights(ss_model *m, const float *w, int shared) {
   m->final_norm = w;
   w += dim;
   w += (size_t)in->max_seq_len * (size_t)in->head_dim; /* legacy freq_cis_real + freq_cis_imag */
-  m->lm_head = shared ? m->tok_embeddings : w;
+  m->lm_head = ss_weight_make(shared ? embed : w, SS_DTYPE_F32, in->vocab_size, in->dim);
 
   for (size_t l = 0; l < L; l++) {
     ss_layer_weights *ly = &layers[l];
     permute_rope_rows(wq + l * s.wq, wq_src + l * s.wq, in->n_heads, in->head_dim, in->dim);
     permute_rope_rows(wk + l * s.wk, wk_src + l * s.wk, in->n_kv_heads, in->head_dim, in->dim);
+    int64_t qd = (int64_t)s.q_dim, kvd = (int64_t)s.kv_dim, hid = in->hidden_dim;
     ly->attn_norm = rms_att + l * dim;
-    ly->wq = wq + l * s.wq;
-    ly->wk = wk + l * s.wk;
-    ly->wv = wv + l * s.wk;
-    ly->wo = wo + l * s.wo;
+    ly->wq = ss_weight_make(wq + l * s.wq, SS_DTYPE_F32, qd, in->dim);
+    ly->wk = ss_weight_make(wk + l * s.wk, SS_DTYPE_F32, kvd, in->dim);
+    ly->wv = ss_weight_make(wv + l * s.wk, SS_DTYPE_F32, kvd, in->dim);
+    ly->wo = ss_weight_make(wo + l * s.wo, SS_DTYPE_F32, in->dim, qd);
     ly->ffn_norm = rms_ffn + l * dim;
-    ly->w_gate = w1 + l * s.w_ffn;
-    ly->w_down = w2 + l * s.w_ffn;
-    ly->w_up = w3 + l * s.w_ffn;
+    ly->w_gate = ss_weight_make(w1 + l * s.w_ffn, SS_DTYPE_F32, hid, in->dim);
+    ly->w_down = ss_weight_make(w2 + l * s.w_ffn, SS_DTYPE_F32, in->dim, hid);
+    ly->w_up = ss_weight_make(w3 + l * s.w_ffn, SS_DTYPE_F32, hid, in->dim);
   }
   size_t per_layer = 2 * dim + s.wq + 2 * s.wk + s.wo + 3 * s.w_ffn;
   m->info.n_params = (int64_t)(per_layer * L + s.embed * (shared ? 1 : 2) + dim);

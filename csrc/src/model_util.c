@@ -191,6 +191,35 @@ float ss_f16_to_f32(uint16_t h) {
   return f32_from_bits(bits);
 }
 
+uint16_t ss_f32_to_f16(float f) {
+  uint32_t x;
+  memcpy(&x, &f, sizeof x);
+  uint32_t sign = (x >> 16) & 0x8000u, exp = (x >> 23) & 0xffu, mant = x & 0x7fffffu;
+  if (exp == 0xff) return (uint16_t)(sign | 0x7c00u | (mant ? 0x200u | (mant >> 13) : 0)); /* inf, quiet NaN */
+  int e = (int)exp - 127 + 15;
+  if (e >= 0x1f) return (uint16_t)(sign | 0x7c00u); /* overflow: inf */
+  uint32_t m, shift;
+  if (e <= 0) {                   /* subnormal half (or zero) */
+    if (e < -10) return (uint16_t)sign;
+    m = mant | 0x800000u;          /* the implicit bit */
+    shift = (uint32_t)(14 - e);    /* 24-bit significand -> the 10-bit subnormal field */
+  } else {
+    m = mant;
+    shift = 13;
+  }
+  uint32_t h = m >> shift, rem = m & ((1u << shift) - 1), half = 1u << (shift - 1);
+  if (e > 0) h |= (uint32_t)e << 10;
+  if (rem > half || (rem == half && (h & 1))) h++; /* may carry into the exponent: correct, up to inf */
+  return (uint16_t)(sign | h);
+}
+
+uint16_t ss_f32_to_bf16(float f) {
+  uint32_t x;
+  memcpy(&x, &f, sizeof x);
+  if ((x & 0x7f800000u) == 0x7f800000u && (x & 0x7fffffu)) return (uint16_t)((x >> 16) | 0x40u);
+  return (uint16_t)((x + 0x7fffu + ((x >> 16) & 1u)) >> 16);
+}
+
 void ss_convert_to_f32(float *dst, const void *src, size_t n, int32_t dtype) {
   const uint8_t *s = src;
   switch (dtype) {
@@ -222,6 +251,8 @@ const char *ss_dtype_name(int32_t dtype) {
     case SS_DTYPE_F32: return "F32";
     case SS_DTYPE_F16: return "F16";
     case SS_DTYPE_BF16: return "BF16";
+    case SS_DTYPE_Q8_0: return "Q8_0";
+    case SS_DTYPE_Q4_0: return "Q4_0";
     default: return "?";
   }
 }

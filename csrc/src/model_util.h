@@ -69,9 +69,12 @@ int ss_model_alloc_f32(ss_model *m, size_t n, const char *what, float **out);
 /* ---- dtype conversion -------------------------------------------------- */
 float ss_f16_to_f32(uint16_t h);
 float ss_bf16_to_f32(uint16_t b);
+/* f32 -> f16 / bf16 bits, round to nearest even (overflow -> inf, NaN stays a quiet NaN). */
+uint16_t ss_f32_to_f16(float f);
+uint16_t ss_f32_to_bf16(float f);
 /* Convert n little-endian half values at src (any alignment) to dst. */
 void ss_convert_to_f32(float *dst, const void *src, size_t n, int32_t dtype);
-/* Bytes per element of an ss_dtype (0 when unknown). */
+/* Bytes per element of F32 / F16 / BF16 (0 for the block types and unknown values). */
 size_t ss_dtype_size(int32_t dtype);
 const char *ss_dtype_name(int32_t dtype);
 
@@ -95,5 +98,7 @@ ss_weight_sizes ss_weight_sizes_of(const ss_model_info *info);
 int ss_load_llama2c(const char *path, const ss_model_params *params, ss_model **out);
 /* Hugging Face folder (load_hf.c). */
 int ss_load_hf(const char *dir, const ss_model_params *params, ss_model **out);
+/* GGUF file (load_gguf.c). */
+int ss_load_gguf(const char *path, const ss_model_params *params, ss_model **out);
 
 #endif /* SS_MODEL_UTIL_H */

@@ -2,11 +2,12 @@
  * fuzz_loaders.c — libFuzzer harness for the model loaders and the JSON
  * parser (clang -fsanitize=fuzzer,address,undefined; `make -C csrc fuzz`).
  *
- * The first input byte picks the target, the rest is the file content:
+ * The first input byte picks the target (low 3 bits) and use_mmap (bit 3); the rest is the file content:
  *   0: a llama2.c checkpoint
  *   1: model.safetensors next to a valid config.json (tiny model)
  *   2: config.json next to a valid model.safetensors (tiny model)
  *   3: the JSON parser alone
+ *   4-7: a GGUF file (seeds: the tiny model at F32 and Q8_0, written through the export API)
  * Files go to a private mkdtemp folder. With SS_FUZZ_SEEDS=<dir> the
  * harness writes one valid seed per target into <dir> at start-up.
  * Invariant checked: the load succeeds, or fails with SS_ERR_FORMAT /
@@ -19,8 +20,10 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "gguf_writer.h"
 #include "json.h"
 #include "model.h"
+#include "model_tensors.h"
 #include "sinkstream.h"
 
 /* tiny model: dim 8, hidden 16, 1 layer, 2 heads of 4, 1 kv head, vocab 16, seq 8 */
@@ -114,7 +117,7 @@ static void write_seed(const char *dir, const char *name, uint8_t mode, const vo
 }
 
 static void remove_dir(void) {
-  const char *names[] = {"model.bin", "config.json", "model.safetensors"};
+  const char *names[] = {"model.bin", "config.json", "model.safetensors", "model.gguf"};
   for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) unlink(in_dir(names[i]));
   rmdir(g_dir);
 }
@@ -132,6 +135,18 @@ int LLVMFuzzerInitialize(int *argc, char ***argv) {
     write_seed(seeds, "seed_safetensors", 1, g_st, g_st_len);
     write_seed(seeds, "seed_config", 2, TINY_CONFIG, sizeof TINY_CONFIG - 1);
     write_seed(seeds, "seed_json", 3, TINY_CONFIG, sizeof TINY_CONFIG - 1);
+    /* GGUF seeds: the tiny llama2.c model exported (its weights are zeros, the structure is real) */
+    write_file(in_dir("model.bin"), g_bin, g_bin_len);
+    ss_model *m = NULL;
+    if (ss_model_load(in_dir("model.bin"), NULL, &m, NULL, 0) != SS_OK) abort();
+    static const write_opts plain = {.skip = -1};
+    buf f32 = gguf_bytes(m, SS_DTYPE_F32, &plain), q8 = gguf_bytes(m, SS_DTYPE_Q8_0, &plain);
+    if (!f32.n || !q8.n) abort();
+    write_seed(seeds, "seed_gguf_f32", 4 | 8, f32.p, f32.n);
+    write_seed(seeds, "seed_gguf_q8", 4, q8.p, q8.n);
+    free(f32.p);
+    free(q8.p);
+    ss_model_free(m);
   }
   return 0;
 }
@@ -145,27 +160,35 @@ static void check_load(const char *path, int use_mmap) {
     if ((rc != SS_ERR_FORMAT && rc != SS_ERR_IO) || !ss_last_error()[0] || m) abort();
     return;
   }
-  /* read every weight once so ASan sees a bad pointer */
+  /* read every weight once (each matrix dequantized row by row) so ASan sees a bad pointer */
   volatile float s = 0;
   const ss_model_info *in = &m->info;
-  size_t dim = (size_t)in->dim, q = (size_t)in->n_heads * in->head_dim, kv = (size_t)in->n_kv_heads * in->head_dim;
-  for (size_t i = 0; i < (size_t)in->vocab_size * dim; i++) s += m->tok_embeddings[i] + m->lm_head[i];
-  for (size_t i = 0; i < dim; i++) s += m->final_norm[i];
-  for (int l = 0; l < in->n_layers; l++) {
-    const ss_layer_weights *w = &m->layers[l];
-    for (size_t i = 0; i < dim; i++) s += w->attn_norm[i] + w->ffn_norm[i];
-    for (size_t i = 0; i < q * dim; i++) s += w->wq[i] + w->wo[i];
-    for (size_t i = 0; i < kv * dim; i++) s += w->wk[i] + w->wv[i];
-    for (size_t i = 0; i < (size_t)in->hidden_dim * dim; i++) s += w->w_gate[i] + w->w_up[i] + w->w_down[i];
+  size_t dim = (size_t)in->dim;
+  int32_t n = ss_model_tensor_count(m, ss_model_tied(m));
+  for (int32_t i = 0; i < n; i++) {
+    ss_model_tensor t;
+    ss_model_tensor_at(m, i, &t);
+    if (!t.w) {
+      for (int64_t k = 0; k < t.cols; k++) s += (*t.vec)[k];
+      continue;
+    }
+    float *row = malloc((size_t)t.w->cols * sizeof(float));
+    if (!row || t.w->rows != t.rows || t.w->cols != t.cols) abort();
+    for (int64_t r = 0; r < t.w->rows; r++) {
+      ss_weight_row_f32(t.w, r, row);
+      for (int64_t k = 0; k < t.w->cols; k++) s += row[k];
+    }
+    free(row);
   }
   (void)s;
+  (void)dim;
   ss_model_free(m);
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   if (size < 1) return 0;
-  uint8_t mode = data[0] & 3;
-  int use_mmap = (data[0] >> 2) & 1;
+  uint8_t mode = data[0] & 7;
+  int use_mmap = (data[0] >> 3) & 1;
   data++;
   size--;
   switch (mode) {
@@ -182,6 +205,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
       write_file(in_dir("config.json"), data, size);
       write_file(in_dir("model.safetensors"), g_st, g_st_len);
       check_load(g_dir, use_mmap);
+      break;
+    case 4:
+    case 5:
+    case 6:
+    case 7:
+      write_file(in_dir("model.gguf"), data, size);
+      check_load(in_dir("model.gguf"), use_mmap);
       break;
     default: {
       ss_json_doc d;

@@ -36,6 +36,15 @@ static inline int gm_alloc(ss_model *m, size_t n, float **out, uint64_t *s, floa
   return 0;
 }
 
+/* A random F32 matrix [rows, cols] owned by m. */
+static inline int gm_matrix(ss_model *m, size_t rows, size_t cols, ss_weight *out, uint64_t *s, float scale) {
+  float *p;
+  int rc = gm_alloc(m, rows * cols, &p, s, scale, 0.0f);
+  if (rc) return rc;
+  *out = ss_weight_make(p, SS_DTYPE_F32, (int64_t)rows, (int64_t)cols);
+  return 0;
+}
+
 /* info: arch .. rms_norm_eps filled by the caller (n_params is computed here). */
 static inline int gpu_model_random(const ss_model_info *info, uint64_t seed, float scale, int share_layers,
                                    ss_model **out) {
@@ -48,12 +57,10 @@ static inline int gpu_model_random(const ss_model_info *info, uint64_t seed, flo
   size_t dim = (size_t)info->dim, hid = (size_t)info->hidden_dim, hd = (size_t)info->head_dim;
   size_t qd = (size_t)info->n_heads * hd, kvd = (size_t)info->n_kv_heads * hd, V = (size_t)info->vocab_size;
   float *p;
-  rc = gm_alloc(m, V * dim, &p, &s, scale * 8.0f, 0.0f);
+  rc = gm_matrix(m, V, dim, &m->tok_embeddings, &s, scale * 8.0f);
   if (rc) goto fail;
-  m->tok_embeddings = p;
-  rc = gm_alloc(m, V * dim, &p, &s, scale, 0.0f);
+  rc = gm_matrix(m, V, dim, &m->lm_head, &s, scale);
   if (rc) goto fail;
-  m->lm_head = p;
   rc = gm_alloc(m, dim, &p, &s, 0.1f, 1.0f);
   if (rc) goto fail;
   m->final_norm = p;
@@ -73,20 +80,13 @@ static inline int gpu_model_random(const ss_model_info *info, uint64_t seed, flo
     w->attn_norm = a;
     if ((rc = gm_alloc(m, dim, &a, &s, 0.1f, 1.0f))) goto fail;
     w->ffn_norm = a;
-    if ((rc = gm_alloc(m, qd * dim, &a, &s, scale, 0.0f))) goto fail;
-    w->wq = a;
-    if ((rc = gm_alloc(m, kvd * dim, &a, &s, scale, 0.0f))) goto fail;
-    w->wk = a;
-    if ((rc = gm_alloc(m, kvd * dim, &a, &s, scale, 0.0f))) goto fail;
-    w->wv = a;
-    if ((rc = gm_alloc(m, dim * qd, &a, &s, scale, 0.0f))) goto fail;
-    w->wo = a;
-    if ((rc = gm_alloc(m, hid * dim, &a, &s, scale, 0.0f))) goto fail;
-    w->w_gate = a;
-    if ((rc = gm_alloc(m, hid * dim, &a, &s, scale, 0.0f))) goto fail;
-    w->w_up = a;
-    if ((rc = gm_alloc(m, dim * hid, &a, &s, scale, 0.0f))) goto fail;
-    w->w_down = a;
+    if ((rc = gm_matrix(m, qd, dim, &w->wq, &s, scale))) goto fail;
+    if ((rc = gm_matrix(m, kvd, dim, &w->wk, &s, scale))) goto fail;
+    if ((rc = gm_matrix(m, kvd, dim, &w->wv, &s, scale))) goto fail;
+    if ((rc = gm_matrix(m, dim, qd, &w->wo, &s, scale))) goto fail;
+    if ((rc = gm_matrix(m, hid, dim, &w->w_gate, &s, scale))) goto fail;
+    if ((rc = gm_matrix(m, hid, dim, &w->w_up, &s, scale))) goto fail;
+    if ((rc = gm_matrix(m, dim, hid, &w->w_down, &s, scale))) goto fail;
   }
   m->info.n_params = (int64_t)(2 * V * dim + dim +
                                (size_t)info->n_layers * (2 * dim + qd * dim + 2 * kvd * dim + dim * qd + 3 * hid * dim));

@@ -33,10 +33,13 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "backend.h"
 #include "backend_cuda.h"
+#include "gguf_writer.h"
 #include "gpu_model.h"
+#include "model_tensors.h"
 #include "sinkstream.h"
 #include "test_util.h"
 
@@ -278,8 +281,8 @@ done:
 
 /* One pass: a CUDA engine with the given element type and matmul path against `cpu`, batch 1 and
  * 8 (as selected by SS_GPU_TEST_PASSES / SS_GPU_TEST_BATCHES). */
-static void run_pass(const ss_model *m, ss_engine *cpu, const char *name, const char *dtype, const char *gemm,
-                     double tol) {
+static void run_pass_batches(const ss_model *m, ss_engine *cpu, const char *name, const char *dtype,
+                             const char *gemm, double tol, int n_batches) {
   if (!listed("SS_GPU_TEST_PASSES", name)) return;
   setenv("SS_CUDA_DTYPE", dtype, 1);
   setenv("SS_CUDA_GEMM", gemm, 1);
@@ -291,7 +294,7 @@ static void run_pass(const ss_model *m, ss_engine *cpu, const char *name, const 
   printf("pass %s: matmuls: %s\n", name, ss_cuda_gemm_path(gpu));
   fflush(stdout);
   int batches[2] = {1, 8};
-  for (int bi = 0; bi < 2; bi++) {
+  for (int bi = 0; bi < n_batches; bi++) {
     char bname[8];
     snprintf(bname, sizeof bname, "%d", batches[bi]);
     if (!listed("SS_GPU_TEST_BATCHES", bname)) continue;
@@ -310,6 +313,11 @@ static void run_pass(const ss_model *m, ss_engine *cpu, const char *name, const 
   ss_engine_free(gpu);
   unsetenv("SS_CUDA_DTYPE");
   unsetenv("SS_CUDA_GEMM");
+}
+
+static void run_pass(const ss_model *m, ss_engine *cpu, const char *name, const char *dtype, const char *gemm,
+                     double tol) {
+  run_pass_batches(m, cpu, name, dtype, gemm, tol, 2);
 }
 
 /* stories260K has head_dim 8 (one lane per key in the attention kernel); the supported models use
@@ -340,6 +348,53 @@ static void run_shape_passes(void) {
     if (!rc) run_pass(m, cpu, shapes[i].name, "fp16", "auto", 2e-2);
     ss_engine_free(cpu);
     ss_model_free(m);
+  }
+}
+
+/* The new weight formats on the CUDA backend (converted to its half type at upload): the CUDA engine
+ * runs the model as loaded, the CPU engine the same weights widened to F32 (no activation quantization),
+ * so the fp16 tolerance applies (batch 1 only: batching is the other passes'). "q8_0-weights": stories260K converted to Q8_0 at load; "gguf-q4_0": the
+ * model written as a Q4_0 GGUF file and loaded back (Q/K rows in GGUF's adjacent-pair RoPE layout, which
+ * the upload permutes into the rotate-half layout of the CUDA kernels). */
+static void run_format_passes(const char *path, double tol) {
+  static const char *names[2] = {"q8_0-weights", "gguf-q4_0"};
+  for (int i = 0; i < 2; i++) {
+    if (!listed("SS_GPU_TEST_PASSES", names[i]) || !path) continue;
+    ss_model_params mp = ss_model_default_params();
+    mp.weights = SS_DTYPE_Q8_0;
+    ss_model *m = NULL, *wide = NULL;
+    const char *file = path;
+    char gguf[64] = "";
+    if (i == 1) { /* write the GGUF file */
+      ss_model *src = NULL;
+      CHECK(ss_model_load(path, NULL, &src, NULL, 0) == 0, "%s", ss_last_error());
+      static const write_opts plain = {.skip = -1};
+      buf b = src ? gguf_bytes(src, SS_DTYPE_Q4_0, &plain) : (buf){0};
+      snprintf(gguf, sizeof gguf, "/tmp/ss_gpu_test_XXXXXX");
+      int fd = mkstemp(gguf);
+      CHECK(fd >= 0 && b.n && write(fd, b.p, b.n) == (ssize_t)b.n, "writing %s", gguf);
+      if (fd >= 0) close(fd);
+      free(b.p);
+      ss_model_free(src);
+      file = gguf;
+      mp.weights = SS_WEIGHTS_AS_FILE;
+    }
+    CHECK(ss_model_load(file, &mp, &m, NULL, 0) == 0 && ss_model_load(file, &mp, &wide, NULL, 0) == 0,
+          "%s: load: %s", names[i], ss_last_error());
+    if (m && wide) {
+      CHECK(ss_model_convert_weights(wide, SS_DTYPE_F32) == 0, "widen: %s", ss_last_error());
+      CHECK(m->layers[0].wq.dtype == (i ? SS_DTYPE_Q4_0 : SS_DTYPE_Q8_0) && wide->layers[0].wq.dtype == SS_DTYPE_F32 &&
+                m->rope_adjacent == i && wide->rope_adjacent == i,
+            "%s: types and RoPE layout", names[i]);
+      ss_engine_params cp = test_engine_params(SS_BACKEND_CPU);
+      ss_engine *cpu = NULL;
+      CHECK(ss_engine_create(wide, &cp, &cpu, NULL, 0) == 0, "cpu engine: %s", ss_last_error());
+      if (cpu) run_pass_batches(m, cpu, names[i], "fp16", "auto", tol, 1); /* the upload is what is new: batch 1 */
+      ss_engine_free(cpu);
+    }
+    ss_model_free(m);
+    ss_model_free(wide);
+    if (gguf[0]) unlink(gguf);
   }
 }
 
@@ -398,6 +453,7 @@ int main(void) {
   } passes[3] = {{"fp16", "fp16", "auto", tol16}, {"fp16-own-kernels", "fp16", "own", tol16}, {"bf16", "bf16", "auto", tolbf}};
   for (int p = 0; p < 3 && cpu; p++) run_pass(m, cpu, passes[p].name, passes[p].dtype, passes[p].gemm, passes[p].tol);
   if (cpu) run_shape_passes();
+  if (cpu) run_format_passes(trained ? path : NULL, tol16);
   test_device_sampling();
   ss_engine_free(cpu);
   ss_model_free(m);

@@ -292,6 +292,21 @@ static ss_model *load_ok(const char *path, int use_mmap) {
   return rc == SS_OK ? m : NULL;
 }
 
+/* The f32 values of a matrix: its data when F32, else a widened copy (freed by free_wide). */
+static void *g_wide[4096];
+static int g_n_wide;
+static const float *wide(const ss_weight *w) {
+  if (w->dtype == SS_DTYPE_F32) return w->data;
+  float *f = malloc((size_t)w->rows * w->cols * sizeof(float));
+  if (!f || g_n_wide == 4096) exit(2);
+  for (int r = 0; r < w->rows; r++) ss_weight_row_f32(w, r, f + (size_t)r * w->cols);
+  g_wide[g_n_wide++] = f;
+  return f;
+}
+static void free_wide(void) {
+  while (g_n_wide > 0) free(g_wide[--g_n_wide]);
+}
+
 /* Every tensor of the model with its size in floats (lm_head last). */
 typedef struct tensor_ref {
   char name[96];
@@ -306,29 +321,29 @@ static int list_tensors(const ss_model *m, tensor_ref *out, int with_bias) {
   int n = 0;
 #define ADD(nm, ptr, r, c) (snprintf(out[n].name, sizeof out[n].name, "%s", nm), out[n].data = (ptr), \
                             out[n].rows = (r), out[n].cols = (c), n++)
-  ADD("model.embed_tokens.weight", m->tok_embeddings, (size_t)in->vocab_size, dim);
+  ADD("model.embed_tokens.weight", wide(&m->tok_embeddings), (size_t)in->vocab_size, dim);
   for (int l = 0; l < in->n_layers; l++) {
     const ss_layer_weights *w = &m->layers[l];
     char nm[96];
 #define LADD(suffix, ptr, r, c) (snprintf(nm, sizeof nm, "model.layers.%d.%s", l, suffix), ADD(nm, ptr, r, c))
     LADD("input_layernorm.weight", w->attn_norm, dim, 0);
-    LADD("self_attn.q_proj.weight", w->wq, q, dim);
-    LADD("self_attn.k_proj.weight", w->wk, kv, dim);
-    LADD("self_attn.v_proj.weight", w->wv, kv, dim);
+    LADD("self_attn.q_proj.weight", wide(&w->wq), q, dim);
+    LADD("self_attn.k_proj.weight", wide(&w->wk), kv, dim);
+    LADD("self_attn.v_proj.weight", wide(&w->wv), kv, dim);
     if (with_bias) {
       LADD("self_attn.q_proj.bias", w->bq, q, 0);
       LADD("self_attn.k_proj.bias", w->bk, kv, 0);
       LADD("self_attn.v_proj.bias", w->bv, kv, 0);
     }
-    LADD("self_attn.o_proj.weight", w->wo, dim, q);
+    LADD("self_attn.o_proj.weight", wide(&w->wo), dim, q);
     LADD("post_attention_layernorm.weight", w->ffn_norm, dim, 0);
-    LADD("mlp.gate_proj.weight", w->w_gate, hid, dim);
-    LADD("mlp.up_proj.weight", w->w_up, hid, dim);
-    LADD("mlp.down_proj.weight", w->w_down, dim, hid);
+    LADD("mlp.gate_proj.weight", wide(&w->w_gate), hid, dim);
+    LADD("mlp.up_proj.weight", wide(&w->w_up), hid, dim);
+    LADD("mlp.down_proj.weight", wide(&w->w_down), dim, hid);
 #undef LADD
   }
   ADD("model.norm.weight", m->final_norm, dim, 0);
-  ADD("lm_head.weight", m->lm_head, (size_t)in->vocab_size, dim);
+  ADD("lm_head.weight", wide(&m->lm_head), (size_t)in->vocab_size, dim);
 #undef ADD
   return n;
 }
@@ -347,9 +362,13 @@ static void test_reference_models(void) {
             ia.rope_theta == 10000.0f && ia.rms_norm_eps == 1e-5f,
         "llama2.c metadata");
   CHECK(ia.n_params == 260032, "llama2.c n_params %lld", (long long)ia.n_params);
+  CHECK(ia.format == SS_FORMAT_LLAMA2C && ib.format == SS_FORMAT_HF, "formats %d %d", ia.format, ib.format);
+  CHECK(ia.weight_dtype == SS_DTYPE_F32 && ia.weight_bytes == 4 * 260032, /* tied: the table is read whole as the classifier */
+        "weight bytes per token %lld", (long long)ia.weight_bytes);
+  ib.format = ia.format;
   CHECK(memcmp(&ia, &ib, sizeof ia) == 0, "llama2.c and HF infos differ (hf n_params %lld eps %g)",
         (long long)ib.n_params, (double)ib.rms_norm_eps);
-  CHECK(a->lm_head == a->tok_embeddings && b->lm_head == b->tok_embeddings, "tied classifier");
+  CHECK(a->lm_head.data == a->tok_embeddings.data && b->lm_head.data == b->tok_embeddings.data, "tied classifier");
   CHECK(a->n_maps == 1 && b->n_maps == 1, "mmap used: %d %d", a->n_maps, b->n_maps);
   for (int l = 0; l < 5; l++) CHECK(!a->layers[l].bq && !b->layers[l].bq, "no biases");
 
@@ -366,12 +385,13 @@ static void test_reference_models(void) {
   size_t nbytes;
   uint8_t *raw = read_whole(bin_path(), &nbytes);
   const float *raw_wq = (const float *)(const void *)(raw + 28) + 512 * 64 + 5 * 64;
-  CHECK(memcmp(raw_wq, b->layers[0].wq, 64 * 64 * sizeof(float)) != 0, "raw wq should be in Meta layout");
+  const float *b_wq = wide(&b->layers[0].wq);
+  CHECK(memcmp(raw_wq, b_wq, 64 * 64 * sizeof(float)) != 0, "raw wq should be in Meta layout");
   int perm_ok = 1;
   for (int h = 0; h < 8; h++)
     for (int j = 0; j < 4; j++) {
-      perm_ok &= !memcmp(b->layers[0].wq + (h * 8 + j) * 64, raw_wq + (h * 8 + 2 * j) * 64, 64 * sizeof(float));
-      perm_ok &= !memcmp(b->layers[0].wq + (h * 8 + 4 + j) * 64, raw_wq + (h * 8 + 2 * j + 1) * 64, 256);
+      perm_ok &= !memcmp(b_wq + (h * 8 + j) * 64, raw_wq + (h * 8 + 2 * j) * 64, 64 * sizeof(float));
+      perm_ok &= !memcmp(b_wq + (h * 8 + 4 + j) * 64, raw_wq + (h * 8 + 2 * j + 1) * 64, 256);
     }
   CHECK(perm_ok, "row permutation direction");
   free(raw);
@@ -502,7 +522,7 @@ static const char *export_hf(const char *name, const ss_model *m, const export_o
   memcpy(layers, m->layers, sizeof(ss_layer_weights) * (size_t)m->info.n_layers);
   for (int l = 0; l < m->info.n_layers; l++) layers[l].bq = layers[l].bk = layers[l].bv = g_bias;
   copy.layers = layers;
-  copy.lm_head = g_head;
+  copy.lm_head = ss_weight_make(g_head, SS_DTYPE_F32, 512, 64);
   int n = list_tensors(&copy, all, o->biases), k = 0;
   for (int i = 0; i < n; i++) {
     if (o->skip && !strcmp(all[i].name, o->skip)) continue;
@@ -546,7 +566,7 @@ static void compare_exported(const ss_model *a, const ss_model *b, const export_
   memcpy(layers, a->layers, sizeof(ss_layer_weights) * (size_t)a->info.n_layers);
   for (int l = 0; l < a->info.n_layers; l++) layers[l].bq = layers[l].bk = layers[l].bv = g_bias;
   copy.layers = layers;
-  copy.lm_head = o->untied ? g_head : a->tok_embeddings;
+  copy.lm_head = o->untied ? ss_weight_make(g_head, SS_DTYPE_F32, 512, 64) : a->tok_embeddings;
   int n = list_tensors(&copy, ta, o->biases);
   CHECK(list_tensors(b, tb, o->biases) == n, "count");
   for (int k = 0; k < n; k++) {
@@ -563,20 +583,21 @@ static void test_exports(void) {
   g_bias = malloc(64 * sizeof(float));
   g_head = malloc(512 * 64 * sizeof(float));
   for (int i = 0; i < 64; i++) g_bias[i] = (float)(i % 17) / 64.0f;
-  for (int i = 0; i < 512 * 64; i++) g_head[i] = 0.5f * ref->tok_embeddings[i];
+  for (int i = 0; i < 512 * 64; i++) g_head[i] = 0.5f * wide(&ref->tok_embeddings)[i];
 
   struct {
     const char *name;
     export_opts o;
     int32_t arch, dtype, n_maps;
   } cases[] = {
-      {"f16", {.dtype = "F16"}, SS_ARCH_LLAMA, SS_DTYPE_F16, 0},
-      {"bf16_sharded", {.dtype = "BF16", .n_shards = 3}, SS_ARCH_LLAMA, SS_DTYPE_BF16, 0},
+      /* half-precision weights are mapped as they are in the file (n_maps), like F32 */
+      {"f16", {.dtype = "F16"}, SS_ARCH_LLAMA, SS_DTYPE_F16, 1},
+      {"bf16_sharded", {.dtype = "BF16", .n_shards = 3}, SS_ARCH_LLAMA, SS_DTYPE_BF16, 3},
       {"f32_sharded", {.dtype = "F32", .n_shards = 4, .arch = "MistralForCausalLM"}, SS_ARCH_MISTRAL,
        SS_DTYPE_F32, 4},
       {"f32_misaligned", {.dtype = "F32", .misalign = 1}, SS_ARCH_LLAMA, SS_DTYPE_F32, 0},
       {"qwen2", {.dtype = "BF16", .arch = "Qwen2ForCausalLM", .biases = 1, .untied = 1}, SS_ARCH_QWEN2,
-       SS_DTYPE_BF16, 0},
+       SS_DTYPE_BF16, 1},
       {"llama_bias_f32", {.dtype = "F32", .biases = 1, .untied = 1}, SS_ARCH_LLAMA, SS_DTYPE_F32, 1},
   };
   for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
@@ -586,7 +607,7 @@ static void test_exports(void) {
     CHECK(m->info.arch == cases[c].arch, "%s arch", cases[c].name);
     CHECK(m->info.source_dtype == cases[c].dtype, "%s dtype %d", cases[c].name, m->info.source_dtype);
     CHECK(m->n_maps == cases[c].n_maps, "%s n_maps %d", cases[c].name, m->n_maps);
-    CHECK((m->lm_head == m->tok_embeddings) == !cases[c].o.untied, "%s tying", cases[c].name);
+    CHECK((m->lm_head.data == m->tok_embeddings.data) == !cases[c].o.untied, "%s tying", cases[c].name);
     CHECK((m->layers[2].bq != NULL) == cases[c].o.biases && (m->layers[4].bv != NULL) == cases[c].o.biases,
           "%s biases", cases[c].name);
     CHECK(m->info.n_params == 260032 + (cases[c].o.untied ? 32768 : 0) + (cases[c].o.biases ? 5 * 128 : 0),
@@ -922,7 +943,8 @@ static void test_bad_llama2c(void) {
   for (int mm = 0; mm < 2; mm++) {
     ss_model *m = load_ok(p, mm);
     if (m) {
-      CHECK(m->lm_head != m->tok_embeddings && m->lm_head[5] == 5.0f && m->lm_head[512 * 64 - 1] == 32767.0f,
+      CHECK(m->lm_head.data != m->tok_embeddings.data && wide(&m->lm_head)[5] == 5.0f &&
+                wide(&m->lm_head)[512 * 64 - 1] == 32767.0f,
             "unshared wcls");
       CHECK(m->info.vocab_size == 512 && m->info.n_params == 260032 + 32768, "unshared info");
     }
@@ -1042,15 +1064,13 @@ int main(void) {
     perror("mkdtemp");
     return 2;
   }
-  test_half_conversion();
-  test_json();
-  test_api_arguments();
-  test_reference_models();
-  test_exports();
-  test_bad_configs();
-  test_bad_safetensors();
-  test_bad_llama2c();
-  test_fuzz_loop();
+  void (*tests[])(void) = {test_half_conversion, test_json,          test_api_arguments,  test_reference_models,
+                           test_exports,         test_bad_configs,   test_bad_safetensors, test_bad_llama2c,
+                           test_fuzz_loop};
+  for (size_t i = 0; i < sizeof tests / sizeof tests[0]; i++) {
+    tests[i]();
+    free_wide();
+  }
   remove_tmp();
   return test_summary("test_loaders");
 }

@@ -17,6 +17,7 @@
 
 #include "model.h"
 #include "sinkstream.h"
+#include "weights.h"
 
 typedef struct tiny_cfg {
   int dim, hidden, n_layers, n_heads, n_kv_heads, head_dim, vocab, max_seq_len;
@@ -35,6 +36,8 @@ typedef struct tiny_model {
   ss_model m;
   tiny_cfg cfg;
   float *data; /* every weight, one block */
+  void *conv[3 + 7 * 16]; /* converted matrices (tiny_model_convert) */
+  int n_conv;
 } tiny_model;
 
 static inline uint64_t tiny_rng(uint64_t *s) {
@@ -71,28 +74,30 @@ static inline int tiny_model_init(tiny_model *t, tiny_cfg cfg) {
   uint64_t s = cfg.seed;
   float *p = t->data;
 #define TAKE(n, scale, base) tiny_take(&p, (size_t)(n), (scale), (base), &s)
+#define MAT(rows, cols, scale) ss_weight_make(TAKE((size_t)(rows) * (cols), (scale), 0.0f), SS_DTYPE_F32, rows, cols)
   float wa = 1.7f / sqrtf((float)D), wh = 1.7f / sqrtf((float)H), wq = 1.7f / sqrtf((float)qd);
-  t->m.tok_embeddings = TAKE((size_t)cfg.vocab * D, 1.0f, 0.0f);
-  t->m.lm_head = TAKE((size_t)cfg.vocab * D, wa, 0.0f);
+  t->m.tok_embeddings = MAT(cfg.vocab, D, 1.0f);
+  t->m.lm_head = MAT(cfg.vocab, D, wa);
   t->m.final_norm = TAKE(D, 0.2f, 1.0f);
   for (int l = 0; l < cfg.n_layers; l++) {
     ss_layer_weights *w = &t->m.layers[l];
     w->attn_norm = TAKE(D, 0.2f, 1.0f);
-    w->wq = TAKE((size_t)qd * D, 2.0f * wa, 0.0f);
-    w->wk = TAKE((size_t)kvd * D, 2.0f * wa, 0.0f);
-    w->wv = TAKE((size_t)kvd * D, wa, 0.0f);
+    w->wq = MAT(qd, D, 2.0f * wa);
+    w->wk = MAT(kvd, D, 2.0f * wa);
+    w->wv = MAT(kvd, D, wa);
     float *bq = TAKE(qd, 0.3f, 0.0f), *bk = TAKE(kvd, 0.3f, 0.0f), *bv = TAKE(kvd, 0.3f, 0.0f);
     if (cfg.bias) {
       w->bq = bq;
       w->bk = bk;
       w->bv = bv;
     }
-    w->wo = TAKE((size_t)D * qd, wq, 0.0f);
+    w->wo = MAT(D, qd, wq);
     w->ffn_norm = TAKE(D, 0.2f, 1.0f);
-    w->w_gate = TAKE((size_t)H * D, wa, 0.0f);
-    w->w_up = TAKE((size_t)H * D, wa, 0.0f);
-    w->w_down = TAKE((size_t)D * H, wh, 0.0f);
+    w->w_gate = MAT(H, D, wa);
+    w->w_up = MAT(H, D, wa);
+    w->w_down = MAT(D, H, wh);
   }
+#undef MAT
 #undef TAKE
   ss_model_info *i = &t->m.info;
   i->arch = cfg.bias ? SS_ARCH_QWEN2 : SS_ARCH_LLAMA;
@@ -116,8 +121,56 @@ static inline int tiny_model_init(tiny_model *t, tiny_cfg cfg) {
 static inline void tiny_model_free(tiny_model *t) {
   free(t->data);
   free(t->m.layers);
+  for (int i = 0; i < t->n_conv; i++) free(t->conv[i]);
   memset(t, 0, sizeof *t);
 }
+
+/* Every matrix slot of t's model (lm_head last). */
+static inline int tiny_matrices(tiny_model *t, ss_weight **out) {
+  int n = 0;
+  out[n++] = &t->m.tok_embeddings;
+  for (int l = 0; l < t->cfg.n_layers; l++) {
+    ss_layer_weights *w = &t->m.layers[l];
+    out[n++] = &w->wq, out[n++] = &w->wk, out[n++] = &w->wv, out[n++] = &w->wo;
+    out[n++] = &w->w_gate, out[n++] = &w->w_up, out[n++] = &w->w_down;
+  }
+  out[n++] = &t->m.lm_head;
+  return n;
+}
+
+/* Store every matrix as `dtype` (ss_quantize_row; rows that are not whole blocks: F16), and, when
+ * widen != 0, back as F32 holding exactly the stored values (the "widened" twin of that model). */
+static inline int tiny_model_convert(tiny_model *t, int32_t dtype, int widen) {
+  ss_weight *ws[3 + 7 * 16];
+  int n = tiny_matrices(t, ws);
+  for (int i = 0; i < n; i++) {
+    ss_weight *w = ws[i];
+    int32_t to = ss_storage_dtype(dtype, w->cols);
+    size_t rb = ss_dtype_row_bytes(to, w->cols), n_el = (size_t)w->rows * w->cols;
+    uint8_t *q = malloc((size_t)w->rows * rb);
+    float *row = malloc((size_t)w->cols * sizeof(float)), *wide = widen ? malloc(n_el * sizeof(float)) : NULL;
+    if (!q || !row || (widen && !wide) || t->n_conv + 2 > (int)(sizeof t->conv / sizeof t->conv[0])) return -1;
+    for (int r = 0; r < w->rows; r++) {
+      ss_weight_row_f32(w, r, row);
+      ss_quantize_row(to, row, q + (size_t)r * rb, w->cols);
+    }
+    ss_weight stored = ss_weight_make(q, to, w->rows, w->cols);
+    if (widen) {
+      for (int r = 0; r < w->rows; r++) ss_weight_row_f32(&stored, r, wide + (size_t)r * w->cols);
+      *w = ss_weight_make(wide, SS_DTYPE_F32, w->rows, w->cols);
+      free(q);
+      t->conv[t->n_conv++] = wide;
+    } else {
+      *w = stored;
+      t->conv[t->n_conv++] = q;
+    }
+    free(row);
+  }
+  return 0;
+}
+
+/* F32 data of a matrix the reference reads (tiny models are F32 unless converted). */
+static inline const float *tiny_f32(const ss_weight *w) { return w->dtype == SS_DTYPE_F32 ? (const float *)w->data : NULL; }
 
 /* ---- naive double reference ----------------------------------------------------- */
 
@@ -198,14 +251,14 @@ static inline int ref_feed(ref_seq *r, int token, double *logits) {
   double *att = calloc(qd, sizeof(double)), *o = calloc(D, sizeof(double)), *hb = calloc(H, sizeof(double));
   double *hb2 = calloc(H, sizeof(double)), *sc = calloc((size_t)r->n, sizeof(double)), *kr = calloc(hd, sizeof(double));
   double *qr = calloc(hd, sizeof(double));
-  for (int i = 0; i < D; i++) x[i] = t->m.tok_embeddings[(size_t)token * D + i];
+  for (int i = 0; i < D; i++) x[i] = tiny_f32(&t->m.tok_embeddings)[(size_t)token * D + i];
   for (int l = 0; l < c->n_layers; l++) {
     const ss_layer_weights *w = &t->m.layers[l];
     ref_rmsnorm(xb, x, w->attn_norm, D, t->m.info.rms_norm_eps);
-    ref_matvec(q, xb, w->wq, w->bq, D, qd);
+    ref_matvec(q, xb, tiny_f32(&w->wq), w->bq, D, qd);
     ref_entry *me = &r->cache[r->n - 1];
-    ref_matvec(me->k + (size_t)l * kvd, xb, w->wk, w->bk, D, kvd);
-    ref_matvec(me->v + (size_t)l * kvd, xb, w->wv, w->bv, D, kvd);
+    ref_matvec(me->k + (size_t)l * kvd, xb, tiny_f32(&w->wk), w->bk, D, kvd);
+    ref_matvec(me->v + (size_t)l * kvd, xb, tiny_f32(&w->wv), w->bv, D, kvd);
     for (int h = 0; h < c->n_heads; h++) {
       int kvh = h / (c->n_heads / c->n_kv_heads);
       memcpy(qr, q + h * hd, hd * sizeof(double));
@@ -227,17 +280,17 @@ static inline int ref_feed(ref_seq *r, int token, double *logits) {
         att[h * hd + d] = a;
       }
     }
-    ref_matvec(o, att, w->wo, NULL, qd, D);
+    ref_matvec(o, att, tiny_f32(&w->wo), NULL, qd, D);
     for (int i = 0; i < D; i++) x[i] += o[i];
     ref_rmsnorm(xb, x, w->ffn_norm, D, t->m.info.rms_norm_eps);
-    ref_matvec(hb, xb, w->w_gate, NULL, D, H);
-    ref_matvec(hb2, xb, w->w_up, NULL, D, H);
+    ref_matvec(hb, xb, tiny_f32(&w->w_gate), NULL, D, H);
+    ref_matvec(hb2, xb, tiny_f32(&w->w_up), NULL, D, H);
     for (int i = 0; i < H; i++) hb[i] = hb[i] / (1.0 + exp(-hb[i])) * hb2[i];
-    ref_matvec(o, hb, w->w_down, NULL, H, D);
+    ref_matvec(o, hb, tiny_f32(&w->w_down), NULL, H, D);
     for (int i = 0; i < D; i++) x[i] += o[i];
   }
   ref_rmsnorm(xb, x, t->m.final_norm, D, t->m.info.rms_norm_eps);
-  ref_matvec(logits, xb, t->m.lm_head, NULL, D, c->vocab);
+  ref_matvec(logits, xb, tiny_f32(&t->m.lm_head), NULL, D, c->vocab);
   free(x), free(xb), free(q), free(att), free(o), free(hb), free(hb2), free(sc), free(kr), free(qr);
   return 0;
 }

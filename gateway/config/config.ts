@@ -6,6 +6,7 @@
  * line naming the flag / variable / file key.
  */
 import { z } from "zod";
+import { KV_DTYPES, WEIGHT_DTYPES } from "../../runtime/types.ts";
 import { ConfigError, type FieldSpec, type LoadOptions, loadOptions, usageText } from "./options.ts";
 import {
   positiveInt,
@@ -22,6 +23,10 @@ export const ConfigSchema = z.object({
   tokenizer: z.string().min(1).optional(),
   backend: z.enum(["cpu", "cuda"]).default("cpu"),
   threads: z.number().int().min(0).default(0),
+  /** Convert the weights to this type at load (absent: keep the file's types). */
+  weights: z.enum(WEIGHT_DTYPES).optional(),
+  /** KV-cache element type of the CPU backend (absent: the engine's default, f16). */
+  kvDtype: z.enum(KV_DTYPES).optional(),
   policy: z.enum(["streaming", "window", "dense"]).default("streaming"),
   /** Checked against the engine's rules at start (gateway/main.ts: Engine.checkSequenceOptions). */
   sinks: z.number().int().min(0).default(4),
@@ -78,6 +83,20 @@ const FIELDS: FieldSpec[] = [
   { key: "tokenizer", flag: "tokenizer", env: "TOKENIZER", kind: "string", help: "tokenizer path" },
   { key: "backend", flag: "backend", env: "BACKEND", kind: "string", help: "cpu | cuda" },
   { key: "threads", flag: "threads", env: "THREADS", kind: "int", help: "CPU threads (0 = all)" },
+  {
+    key: "weights",
+    flag: "weights",
+    env: "WEIGHTS",
+    kind: "string",
+    help: `convert the weights at load: ${WEIGHT_DTYPES.join(" | ")} (default: the file's types)`,
+  },
+  {
+    key: "kvDtype",
+    flag: "kv-dtype",
+    env: "KV_DTYPE",
+    kind: "string",
+    help: "CPU KV cache: f32 | f16 (default f16)",
+  },
   { key: "policy", flag: "policy", env: "POLICY", kind: "string", help: "streaming | window | dense" },
   { key: "sinks", flag: "sinks", env: "SINKS", kind: "int", help: "attention sinks" },
   {

@@ -24,16 +24,57 @@ export interface Llama2cTokenizerOptions {
   vocabSize?: number;
 }
 
+/** A SentencePiece-style vocabulary: pieces (UTF-8, " " for SentencePiece's "▁") and their scores. */
+export interface ScoredVocab {
+  pieces: Uint8Array[];
+  scores: Float32Array;
+  /** Longest piece in bytes (the llama2.c header field). */
+  maxTokenLength: number;
+  /** Ids that decode to nothing (control tokens: BOS, EOS, unknown). Default: bos, eos and an "<unk>" 0. */
+  control?: ReadonlySet<number>;
+  /** SentencePiece add_dummy_prefix (default true). */
+  addDummyPrefix?: boolean;
+  chatTemplate?: string;
+  /** The unknown token's id (default 0). */
+  unkId?: number;
+}
+
+/** Parse a llama2.c tokenizer file. */
+export function parseLlama2cVocab(data: Uint8Array, opts: Llama2cTokenizerOptions = {}): ScoredVocab {
+  const dv = new DataView(data.buffer, data.byteOffset, data.byteLength);
+  if (data.byteLength < 4) throw new Error("llama2.c tokenizer: file too short");
+  const maxTokenLength = dv.getInt32(0, true);
+  const pieces: Uint8Array[] = [];
+  const scores: number[] = [];
+  let off = 4;
+  while (off < data.byteLength && (opts.vocabSize === undefined || pieces.length < opts.vocabSize)) {
+    if (off + 8 > data.byteLength) throw new Error(`llama2.c tokenizer: truncated entry ${pieces.length}`);
+    const score = dv.getFloat32(off, true);
+    const len = dv.getInt32(off + 4, true);
+    off += 8;
+    if (len < 0 || off + len > data.byteLength) {
+      throw new Error(`llama2.c tokenizer: entry ${pieces.length} has bad length ${len}`);
+    }
+    pieces.push(data.slice(off, off + len));
+    scores.push(score);
+    off += len;
+  }
+  if (opts.vocabSize !== undefined && pieces.length < opts.vocabSize) {
+    throw new Error(`llama2.c tokenizer: ${pieces.length} entries, model vocabulary is ${opts.vocabSize}`);
+  }
+  return { pieces, scores: Float32Array.from(scores), maxTokenLength };
+}
+
 export class Llama2cTokenizer implements Tokenizer {
   readonly vocabSize: number;
   readonly bosId: number;
   readonly eosId: number;
-  readonly unkId = 0;
+  readonly unkId: number;
   readonly maxTokenLength: number;
   readonly chatTemplate?: string = undefined;
   readonly specialTokens: Record<string, string>;
   /** The tokenizer prepends a dummy " " to the text (SentencePiece add_dummy_prefix). */
-  readonly addsDummyPrefix = true;
+  readonly addsDummyPrefix: boolean;
   readonly #pieces: Uint8Array[];
   readonly #scores: Float32Array;
   /** binary string (one char per byte) of each piece -> id (first occurrence wins, like str_lookup). */
@@ -47,31 +88,17 @@ export class Llama2cTokenizer implements Tokenizer {
   /** Set by load(): the file this tokenizer was read from. */
   source?: TokenizerSource = undefined;
 
-  constructor(data: Uint8Array, opts: Llama2cTokenizerOptions = {}) {
-    const dv = new DataView(data.buffer, data.byteOffset, data.byteLength);
-    if (data.byteLength < 4) throw new Error("llama2.c tokenizer: file too short");
-    this.maxTokenLength = dv.getInt32(0, true);
-    const pieces: Uint8Array[] = [];
-    const scores: number[] = [];
-    let off = 4;
-    while (off < data.byteLength && (opts.vocabSize === undefined || pieces.length < opts.vocabSize)) {
-      if (off + 8 > data.byteLength) throw new Error(`llama2.c tokenizer: truncated entry ${pieces.length}`);
-      const score = dv.getFloat32(off, true);
-      const len = dv.getInt32(off + 4, true);
-      off += 8;
-      if (len < 0 || off + len > data.byteLength) {
-        throw new Error(`llama2.c tokenizer: entry ${pieces.length} has bad length ${len}`);
-      }
-      pieces.push(data.slice(off, off + len));
-      scores.push(score);
-      off += len;
-    }
-    if (opts.vocabSize !== undefined && pieces.length < opts.vocabSize) {
-      throw new Error(`llama2.c tokenizer: ${pieces.length} entries, model vocabulary is ${opts.vocabSize}`);
-    }
+  /** From a llama2.c tokenizer file's bytes, or a vocabulary read elsewhere (a GGUF file's). */
+  constructor(data: Uint8Array | ScoredVocab, opts: Llama2cTokenizerOptions = {}) {
+    const vocab = data instanceof Uint8Array ? parseLlama2cVocab(data, opts) : data;
+    const pieces = vocab.pieces;
+    this.maxTokenLength = vocab.maxTokenLength;
+    this.unkId = vocab.unkId ?? 0;
+    this.addsDummyPrefix = vocab.addDummyPrefix ?? true;
+    if (vocab.chatTemplate !== undefined) this.chatTemplate = vocab.chatTemplate;
     this.vocabSize = pieces.length;
     this.#pieces = pieces;
-    this.#scores = Float32Array.from(scores);
+    this.#scores = vocab.scores;
     this.bosId = opts.bosId ?? 1;
     this.eosId = opts.eosId ?? 2;
     this.#bytes = new Array(pieces.length);
@@ -84,13 +111,23 @@ export class Llama2cTokenizer implements Tokenizer {
       if (b !== null) {
         if (this.#byteIds[b] < 0) this.#byteIds[b] = i;
         this.#bytes[i] = Uint8Array.of(b);
-      } else if (i === this.bosId || i === this.eosId || (i === this.unkId && key === "<unk>")) {
+      } else if (
+        vocab.control
+          ? vocab.control.has(i)
+          : i === this.bosId || i === this.eosId || (i === this.unkId && key === "<unk>")
+      ) {
         this.#bytes[i] = new Uint8Array(0);
       } else {
         this.#bytes[i] = pieces[i];
       }
     }
-    this.specialTokens = { bos_token: "<s>", eos_token: "</s>", unk_token: "<unk>" };
+    const pieceText = (id: number, fallback: string) =>
+      id >= 0 && id < pieces.length && vocab.control ? dec.decode(pieces[id]).trim() : fallback;
+    this.specialTokens = {
+      bos_token: pieceText(this.bosId, "<s>"),
+      eos_token: pieceText(this.eosId, "</s>"),
+      unk_token: pieceText(this.unkId, "<unk>"),
+    };
     for (let c = 0; c < 128; c++) {
       const id = this.#lookup.get(String.fromCharCode(c));
       this.#asciiIds[c] = id ?? (this.#byteIds[c] >= 0 ? this.#byteIds[c] : this.unkId);
@@ -111,9 +148,23 @@ export class Llama2cTokenizer implements Tokenizer {
     return new TextDecoder().decode(this.#pieces[id]);
   }
 
+  /** The raw bytes of a piece as stored (" " for spaces). */
+  pieceBytes(id: number): Uint8Array {
+    this.#checkId(id);
+    return this.#pieces[id];
+  }
+
   score(id: number): number {
     this.#checkId(id);
     return this.#scores[id];
+  }
+
+  /** What kind of token `id` is (SentencePiece's token types, as GGUF's tokenizer.ggml.token_type names them). */
+  tokenType(id: number): "normal" | "unknown" | "control" | "byte" {
+    this.#checkId(id);
+    if (parseBytePiece(new TextDecoder().decode(this.#pieces[id])) !== null) return "byte";
+    if (id === this.unkId && this.#bytes[id].length === 0) return "unknown";
+    return this.#bytes[id].length === 0 ? "control" : "normal";
   }
 
   /** Token id of an exact piece, or undefined. */
@@ -144,7 +195,7 @@ export class Llama2cTokenizer implements Tokenizer {
   #initialTokens(text: string): number[] {
     const ids: number[] = [];
     const space = this.#lookup.get(" ");
-    if (space !== undefined) ids.push(space);
+    if (space !== undefined && this.addsDummyPrefix) ids.push(space);
     const ascii = this.#asciiIds;
     for (let i = 0; i < text.length; i++) {
       const c = text.charCodeAt(i);

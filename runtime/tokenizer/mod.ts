@@ -2,16 +2,20 @@
  * Tokenizer discovery: loadTokenizer(modelPath, tokenizerPath?).
  *  - HF folder: tokenizer.json (+ tokenizer_config.json); else tokenizer.bin / tok*.bin in it
  *    (folders written by `deno task make-model`).
+ *  - GGUF file: its own tokenizer (tokenizer.ggml.*), unless a tokenizer path is given.
  *  - llama2.c checkpoint file: the tokenizer path given, else tok<vocab>.bin, tokenizer.bin
  *    or tok*.bin beside it.
- *  - tokenizerPath may be a tokenizer.json, a folder holding one, or a llama2.c tokenizer file.
+ *  - tokenizerPath may be a tokenizer.json, a folder holding one, a GGUF file or a llama2.c tokenizer file.
  */
 import type { Tokenizer } from "../types.ts";
+import { isGgufFile } from "../gguf.ts";
+import { loadGgufTokenizer } from "./gguf.ts";
 import { HfTokenizer } from "./hf.ts";
 import { Llama2cTokenizer } from "./llama2c.ts";
 
 export { HfTokenizer, type HfTokenizerOptions } from "./hf.ts";
 export { Llama2cTokenizer, type Llama2cTokenizerOptions } from "./llama2c.ts";
+export { ggufTokenizer, loadGgufTokenizer } from "./gguf.ts";
 
 async function statOrNull(path: string): Promise<Deno.FileInfo | null> {
   try {
@@ -85,6 +89,7 @@ async function loadFrom(path: string, meta: ModelMeta): Promise<Tokenizer> {
     throw new Error(`no tokenizer.json, tokenizer.bin or tok*.bin in ${path}`);
   }
   if (path.endsWith(".json")) return await HfTokenizer.load(path, meta);
+  if (await isGgufFile(path)) return await loadGgufTokenizer(path);
   return await Llama2cTokenizer.load(path, llamaOpts(meta));
 }
 
@@ -97,6 +102,7 @@ function llamaOpts(meta: ModelMeta) {
 export async function loadTokenizer(modelPath: string, tokenizerPath?: string): Promise<Tokenizer> {
   const st = await statOrNull(modelPath);
   if (!st) throw new Error(`model not found: ${modelPath}`);
+  if (st.isFile && !tokenizerPath && await isGgufFile(modelPath)) return await loadGgufTokenizer(modelPath);
   const meta = st.isDirectory ? await folderMeta(modelPath) : await llama2cMeta(modelPath);
   if (tokenizerPath) return await loadFrom(tokenizerPath, meta);
   if (st.isDirectory) return await loadFrom(modelPath, meta);

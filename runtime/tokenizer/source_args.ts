@@ -9,7 +9,8 @@ import type { Llama2cTokenizerOptions } from "./llama2c.ts";
 
 export type TokenizerSourceArgs =
   | { kind: "hf"; path: string; options: HfTokenizerOptions }
-  | { kind: "llama2c"; path: string; options: Llama2cTokenizerOptions };
+  | { kind: "llama2c"; path: string; options: Llama2cTokenizerOptions }
+  | { kind: "gguf"; path: string };
 
 const LOADER = new URL("./source.ts", import.meta.url).href;
 

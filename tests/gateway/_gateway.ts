@@ -24,7 +24,13 @@ export function sharedEngine(): Promise<{ engine: Engine; tokenizer: Tokenizer }
     await ensureNativeLibrary();
     const path = modelPath();
     const model = await loadModel(path);
-    const engine = await createEngine(model, { threads: 1, maxSequences: 256, maxBatchTokens: 512 });
+    // kvDtype f32: the KV-budget tests size their budgets in f32 bytes per token (the CPU default is f16)
+    const engine = await createEngine(model, {
+      threads: 1,
+      maxSequences: 256,
+      maxBatchTokens: 512,
+      kvDtype: "f32",
+    });
     const tokenizer = await loadTokenizer(path);
     return { engine, tokenizer };
   })();

@@ -1,6 +1,11 @@
 import assert from "node:assert/strict";
 import { abiMismatches, ensureNativeLibrary, nativeAbiTable, nativeLibraryPath } from "../../runtime/ffi.ts";
-import { createEngine, isBackendAvailable, loadModel } from "../../runtime/native_engine.ts";
+import {
+  createEngine,
+  isBackendAvailable,
+  loadModel,
+  type NativeEngine,
+} from "../../runtime/native_engine.ts";
 import {
   ClosedError,
   ContextFullError,
@@ -242,9 +247,16 @@ Deno.test("sequence limits and checkSequenceOptions come from the C validator", 
 
 Deno.test("kvBytesPerToken is the backend's figure: a full cache holds capacity x that many bytes", async () => {
   using model = await loadModel(BIN);
-  using engine = await createEngine(model, { threads: 1 });
-  const i = model.info;
-  assert.equal(engine.kvBytesPerToken, 2 * i.nLayers * i.nKvHeads * i.headDim * 4); // CPU cache: f32
+  for (const kvDtype of [undefined, "f32", "f16"] as const) {
+    using engine = await createEngine(model, { threads: 1, kvDtype });
+    const i = model.info;
+    const bytes = kvDtype === "f32" ? 4 : 2; // the CPU cache's default is f16
+    assert.equal(engine.kvBytesPerToken, 2 * i.nLayers * i.nKvHeads * i.headDim * bytes);
+    await fullCacheHoldsCapacityTimesBytes(engine);
+  }
+});
+
+async function fullCacheHoldsCapacityTimesBytes(engine: NativeEngine) {
   for (const capacity of [16, 24, 100]) {
     const seq = engine.createSequence({ policy: "window", capacity });
     await engine.step([{
@@ -256,7 +268,7 @@ Deno.test("kvBytesPerToken is the backend's figure: a full cache holds capacity 
     assert.equal(st.cached, capacity);
     assert.equal(st.bytes, capacity * engine.kvBytesPerToken, `capacity ${capacity}`);
   }
-});
+}
 
 Deno.test("the ABI described in runtime/ffi.ts matches the library's own table", () => {
   const table = nativeAbiTable();

@@ -57,6 +57,9 @@ export function optChoice<C extends string>(
   return v as C;
 }
 
+/** Values of --weights (conversion at load) and --kv-dtype (the CPU KV cache). */
+export { KV_DTYPES, WEIGHT_DTYPES } from "../../runtime/types.ts";
+
 /** Run a CLI main: UsageError -> usage + exit 2; other errors -> message + exit 1. */
 export async function runMain(usage: string, main: () => Promise<void>): Promise<void> {
   try {

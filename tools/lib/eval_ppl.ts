@@ -8,7 +8,7 @@
  */
 import { ensureNativeLibrary } from "../../runtime/ffi.ts";
 import { createEngine, loadModel, type NativeEngine } from "../../runtime/native_engine.ts";
-import type { CachePolicy } from "../../runtime/types.ts";
+import type { CachePolicy, KvDtype, WeightDtype } from "../../runtime/types.ts";
 
 export type EvalPolicy = CachePolicy | "recompute";
 export const EVAL_POLICIES: readonly EvalPolicy[] = ["streaming", "window", "dense", "recompute"];
@@ -21,6 +21,10 @@ export interface EvalOptions {
   /** Cache capacity W. Default: the model's training length (dense: the stream length). */
   capacity?: number;
   threads?: number;
+  /** Convert the weights to this type at load (default: the file's). */
+  weights?: WeightDtype;
+  /** KV-cache element type (default: the engine's). */
+  kvDtype?: KvDtype;
   /** Segment length for per-segment perplexity (default 512). */
   segment?: number;
   onProgress?: (done: number, total: number) => void;
@@ -150,6 +154,43 @@ async function recomputeNlls(
   return nlls;
 }
 
+/**
+ * In-distribution text for a model: stories sampled independently from BOS (temperature 1, each in a
+ * fresh dense sequence, until EOS or 400 tokens), concatenated into one stream that starts with a single
+ * BOS (with bosBetween, each story keeps its BOS). Decision D12.
+ */
+export async function sampleStream(
+  modelPath: string,
+  n: number,
+  seed: number,
+  bosBetween = false,
+): Promise<number[]> {
+  await ensureNativeLibrary();
+  using model = await loadModel(modelPath);
+  using engine = await createEngine(model, { threads: 1 });
+  const { bosTokenId: bos, eosTokenId: eos, maxSeqLen } = model.info;
+  const stream: number[] = [];
+  let story = 0;
+  while (stream.length < n) {
+    const seq = engine.createSequence({
+      policy: "dense",
+      capacity: maxSeqLen,
+      temperature: 1,
+      seed: seed + story++,
+    });
+    let tok = bos;
+    for (let i = 0; i < Math.min(400, maxSeqLen - 1) && stream.length < n; i++) {
+      if (tok !== bos || bosBetween || stream.length === 0) stream.push(tok);
+      const [r] = await engine.step([{ seq, tokens: [tok] }]);
+      if (r.error) throw r.error;
+      tok = r.token;
+      if (tok === eos) break;
+    }
+    engine.freeSequence(seq);
+  }
+  return stream;
+}
+
 export function summarise(nlls: number[], segment: number): { nll: number; segments: SegmentResult[] } {
   const segments: SegmentResult[] = [];
   // nlls[k] is the prediction of stream token k + 1.
@@ -174,12 +215,12 @@ export async function evalPerplexity(opts: EvalOptions): Promise<EvalResult> {
     throw new EvalInputError(`unknown policy "${opts.policy}" (${EVAL_POLICIES.join(", ")})`);
   }
   await ensureNativeLibrary();
-  using model = await loadModel(opts.model);
+  using model = await loadModel(opts.model, { weights: opts.weights });
   validateTokens(opts.tokens, model.info.vocabSize);
   const sinks = opts.policy === "streaming" ? (opts.sinks ?? 4) : 0;
   const capacity = opts.capacity ?? (opts.policy === "dense" ? opts.tokens.length : model.info.maxSeqLen);
   const maxBatchTokens = opts.policy === "recompute" ? Math.max(512, Math.min(capacity, 4096)) : undefined;
-  using engine = await createEngine(model, { threads: opts.threads, maxBatchTokens });
+  using engine = await createEngine(model, { threads: opts.threads, maxBatchTokens, kvDtype: opts.kvDtype });
   if (opts.policy === "dense" && capacity < opts.tokens.length - 1) {
     throw new EvalInputError(
       `dense cache of ${capacity} tokens cannot hold a ${opts.tokens.length}-token stream ` +

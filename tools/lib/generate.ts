@@ -4,7 +4,7 @@ import { createEngine, loadModel } from "../../runtime/native_engine.ts";
 import { loadTokenizer } from "../../runtime/tokenizer/mod.ts";
 import { Detokenizer } from "../../runtime/detokenizer.ts";
 import { ContextFullError } from "../../runtime/errors.ts";
-import type { CachePolicy, CacheStats } from "../../runtime/types.ts";
+import type { CachePolicy, CacheStats, KvDtype, WeightDtype } from "../../runtime/types.ts";
 
 export interface GenerateOptions {
   model: string;
@@ -20,6 +20,10 @@ export interface GenerateOptions {
   sinks?: number;
   capacity?: number;
   threads?: number;
+  /** Convert the weights to this type at load (default: the file's). */
+  weights?: WeightDtype;
+  /** KV-cache element type (default: the engine's). */
+  kvDtype?: KvDtype;
   /** Stop at EOS (default true). */
   stopAtEos?: boolean;
   /** Called with each piece of completed text as it is produced. */
@@ -39,8 +43,8 @@ export interface GenerateResult {
 
 export async function generate(opts: GenerateOptions): Promise<GenerateResult> {
   await ensureNativeLibrary();
-  using model = await loadModel(opts.model);
-  using engine = await createEngine(model, { threads: opts.threads });
+  using model = await loadModel(opts.model, { weights: opts.weights });
+  using engine = await createEngine(model, { threads: opts.threads, kvDtype: opts.kvDtype });
   const tok = await loadTokenizer(opts.model, opts.tokenizer);
   const bos = model.info.bosTokenId >= 0 ? model.info.bosTokenId : tok.bosId;
   const eos = model.info.eosTokenId >= 0 ? model.info.eosTokenId : tok.eosId;

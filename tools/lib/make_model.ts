@@ -1,10 +1,12 @@
 /**
  * Random-weight Llama models as Hugging Face folders (config.json, model.safetensors,
- * tokenizer.bin), for load / speed / memory tests at real shapes without real weights.
+ * tokenizer.bin) or GGUF files (the folder, written beside the file and converted by
+ * tools/lib/convert.ts, then removed), for load / speed / memory tests at real shapes without real weights.
  * Weights: normal(0, 0.02) for embeddings and projections, 1 for RMSNorm weights, so
  * activations stay bounded. The file is streamed out in chunks (a 7B f16 model is 13 GB).
  */
 import { fileURLToPath } from "node:url";
+import { convertToGguf } from "./convert.ts";
 import { type SafetensorsDtype, type TensorSpec, writeSafetensors } from "./safetensors.ts";
 
 export interface ModelShape {
@@ -192,7 +194,10 @@ export class NormalRng {
 export interface MakeModelOptions {
   shape: string;
   dtype: MakeModelDtype;
+  /** The folder to write; with format "gguf", the .gguf file. */
   out: string;
+  /** "hf" (default): a Hugging Face folder; "gguf": one GGUF file with the tokenizer in it. */
+  format?: "hf" | "gguf";
   seed?: number;
   /** llama2.c tokenizer file copied as tokenizer.bin (default: by vocabulary size, from ../shared). */
   tokenizer?: string;
@@ -218,6 +223,7 @@ export function defaultTokenizer(vocabSize: number): string {
 }
 
 export async function makeModel(opts: MakeModelOptions): Promise<MakeModelResult> {
+  if (opts.format === "gguf") return await makeGguf(opts);
   const shape = getShape(opts.shape);
   if (!(opts.dtype in ST_DTYPE)) throw new MakeModelError(`unknown dtype "${opts.dtype}" (f32, f16, bf16)`);
   const std = opts.std ?? 0.02;
@@ -249,4 +255,24 @@ export async function makeModel(opts: MakeModelOptions): Promise<MakeModelResult
     else for (let i = 0; i < out.length; i++) out[i] = rng.normal() * std;
   });
   return { dir: opts.out, shape, nParams: paramCount(shape), bytes, tokenizer };
+}
+
+/** The model as a GGUF file: the Hugging Face folder written next to it, converted, removed. */
+async function makeGguf(opts: MakeModelOptions): Promise<MakeModelResult> {
+  if (!opts.out.endsWith(".gguf")) {
+    throw new MakeModelError(`--format gguf writes a file: --out must end in .gguf`);
+  }
+  const tmp = `${opts.out}.hf-tmp`;
+  try {
+    const r = await makeModel({ ...opts, format: "hf", out: tmp });
+    const c = await convertToGguf({
+      input: tmp,
+      output: opts.out,
+      dtype: opts.dtype,
+      name: `random ${opts.shape}`,
+    });
+    return { ...r, dir: opts.out, bytes: c.bytes };
+  } finally {
+    await Deno.remove(tmp, { recursive: true }).catch(() => {});
+  }
 }

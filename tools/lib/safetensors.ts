@@ -102,7 +102,8 @@ export function encodeValues(values: Float32Array, dtype: SafetensorsDtype): Uin
   return new Uint8Array(out.buffer);
 }
 
-async function writeAll(f: Deno.FsFile, data: Uint8Array): Promise<void> {
+/** Write all of `data` (Deno's write may write less). */
+export async function writeAll(f: Deno.FsFile, data: Uint8Array): Promise<void> {
   let off = 0;
   while (off < data.length) off += await f.write(data.subarray(off));
 }

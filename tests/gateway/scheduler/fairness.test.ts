@@ -24,6 +24,9 @@ class FakeCountingEngine implements Engine {
     ropeTheta: 1e4,
     rmsNormEps: 1e-5,
     nParams: 0,
+    format: "hf" as const,
+    weightDtype: "f32" as const,
+    weightBytesPerToken: 0,
   };
   backend = "cpu" as const;
   maxBatchTokens = 16;
