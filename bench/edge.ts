@@ -30,6 +30,7 @@ import {
   sleep,
   spawnServer,
 } from "./lib.ts";
+import { startTaskArgs } from "./gateway_process.ts";
 
 const HELP = `usage: deno task bench:edge [flags]
   --pairs N        sessions through the edge, each with a direct twin (default 100)
@@ -122,9 +123,7 @@ async function main(): Promise<void> {
   const maxSessions = String(2 * o.pairs + o.idle + 64);
   const backends = await Promise.all([0, 1, 2].map(() =>
     spawnServer([
-      "run",
-      "-A",
-      "gateway/main.ts",
+      ...startTaskArgs(),
       "--model",
       o.model,
       "--port",

@@ -1,5 +1,5 @@
 /**
- * The gateway as a subprocess (`deno run -A gateway/main.ts`, what `deno task start` runs), for benchmarks
+ * The gateway as a subprocess (what `deno task start` runs: its command is read from deno.json), for benchmarks
  * and tests that need its real process: its memory (VmRSS of its process tree), whether it died, and its
  * stderr when it did. It listens on a port the kernel picks (`--port 0`; the port is read from its
  * "listening on" line, so there is no race for a free port) on 127.0.0.1.
@@ -44,12 +44,23 @@ export interface GatewayProcess {
   stop(): Promise<Deno.CommandStatus>;
 }
 
+/**
+ * The arguments of `deno task start` after `deno` (deno.json owns the command, V8 flags included: D70),
+ * e.g. ["run", "-A", "--v8-flags=...", "gateway/main.ts"].
+ */
+export function startTaskArgs(): string[] {
+  const config = JSON.parse(Deno.readTextFileSync(`${REPO}deno.json`)) as { tasks: { start: string } };
+  const [deno, ...args] = config.tasks.start.trim().split(/\s+/);
+  if (deno !== "deno" || !args.includes("gateway/main.ts")) {
+    throw new Error(`deno.json's start task is not "deno ... gateway/main.ts": ${config.tasks.start}`);
+  }
+  return args;
+}
+
 export async function startGatewayProcess(opts: GatewayProcessOptions = {}): Promise<GatewayProcess> {
   const child = new Deno.Command(Deno.execPath(), {
     args: [
-      "run",
-      "-A",
-      "gateway/main.ts",
+      ...startTaskArgs(),
       "--model",
       opts.model ?? SHARED_MODEL,
       "--host",

@@ -25,10 +25,10 @@
  *  - send queues: the flooder's --max-send-buffer-bytes 8 MiB, ~--backpressure-bytes 1 MiB for each paused
  *    client, next to nothing for clients that read: ~16 MiB.
  * ~1 GB in all at worst. Then garbage: 250 KB items pass through as frames, strings, parsed events and
- * echoes, and V8 collects the old generation only once it has grown by a factor of the live size: peaks
- * of ~2.2x the size after a collection were measured (1978 MB vs 889 MB, two huge-items clients for 130 s).
- * The 1-minute run in BENCHMARKS.md peaked at 1113 MB. A limit that stops holding grows past 2 GB within
- * minutes (the gateway without input limits reached 4.5 GB on one client's 200 items).
+ * echoes, and V8 collects the old generation only once it has grown by a factor of the live size. With
+ * V8's own factor the 10-minute run peaked at 2124 MB (682 MB at the end); the start task now sets it to
+ * 1.25 (docs/decisions.md D70), which keeps peaks near 1.25x the live size. A limit that stops holding grows
+ * past 2 GB within minutes (the gateway without input limits reached 4.5 GB on one client's 200 items).
  */
 import { parseArgs } from "node:util";
 import { SHARED_MODEL, startGatewayProcess } from "./gateway_process.ts";
