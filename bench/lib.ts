@@ -330,11 +330,17 @@ export interface ServerProcess {
  * edge); its output is kept line by line (never left to fill a pipe). Throws with the output when it
  * exits or does not listen within `timeoutMs`.
  */
-export async function spawnServer(args: string[], what: string, timeoutMs = 60_000): Promise<ServerProcess> {
+export async function spawnServer(
+  args: string[],
+  what: string,
+  timeoutMs = 60_000,
+  env?: Record<string, string>,
+): Promise<ServerProcess> {
   const cwd = new URL("..", import.meta.url).pathname;
   const child = new Deno.Command(Deno.execPath(), {
     args,
     cwd,
+    env,
     stdin: "null",
     stdout: "piped",
     stderr: "piped",

@@ -12,8 +12,8 @@ export interface Proc extends ServerProcess {
   ws: string;
 }
 
-async function start(args: string[], what: string): Promise<Proc> {
-  const p = await spawnServer(args, what);
+async function start(args: string[], what: string, env?: Record<string, string>): Promise<Proc> {
+  const p = await spawnServer(args, what, undefined, env);
   return { ...p, ws: p.http.replace(/^http/, "ws") + "/v1/realtime" };
 }
 
@@ -23,21 +23,31 @@ export async function startBackend(extra: string[] = []): Promise<Proc> {
   return await start(["run", "-A", "gateway/main.ts", ...args, ...extra], "backend");
 }
 
-export async function startEdge(backends: string[], kv: string, extra: string[] = []): Promise<Proc> {
+/** `env`: e.g. DENO_DEPLOYMENT_ID, which makes the edge serve with Deno.serve as on Deno Deploy. */
+export async function startEdge(
+  backends: string[],
+  kv: string,
+  extra: string[] = [],
+  env?: Record<string, string>,
+): Promise<Proc> {
   const files = kv === ":memory:" ? [] : [`--allow-read=${kv}`, `--allow-write=${kv}`];
   const args = [...backends.flatMap((b) => ["--backend", b]), "--kv", kv, "--port", "0"];
-  return await start([
-    "run",
-    "--allow-net",
-    "--allow-env",
-    "--unstable-kv",
-    ...files,
-    "gateway/edge/main.ts",
-    ...args,
-    "--backend-key",
-    BACKEND_KEY,
-    "--health-interval",
-    "0.5",
-    ...extra,
-  ], "edge");
+  return await start(
+    [
+      "run",
+      "--allow-net",
+      "--allow-env",
+      "--unstable-kv",
+      ...files,
+      "gateway/edge/main.ts",
+      ...args,
+      "--backend-key",
+      BACKEND_KEY,
+      "--health-interval",
+      "0.5",
+      ...extra,
+    ],
+    "edge",
+    env,
+  );
 }
