@@ -66,6 +66,7 @@ export function createApp(opts: CreateAppOptions): Gateway {
   const scheduler = new Scheduler(engine, {
     maxBatchTokens: config.maxBatchTokens,
     prefillChunk: config.prefillChunk,
+    prefillStepMs: config.prefillStepMs,
     kvBudgetBytes: config.kvBudgetMb * 1024 * 1024,
     metrics,
   });

@@ -57,6 +57,8 @@ export const ConfigSchema = z.object({
   maxBatchTokens: positiveInt.default(512),
   /** Largest prefill chunk of one sequence in one step. */
   prefillChunk: positiveInt.default(128),
+  /** A long prompt's chunk is sized to take about this long per step, ms (0 = off; prefill_pacing.ts). */
+  prefillStepMs: z.number().min(0).max(60_000).default(20),
   /** Default max output tokens of a response. */
   maxOutputTokens: positiveInt.default(256),
   /** Temperature of a response that does not set one, Realtime and HTTP alike (decisions.md). */
@@ -174,6 +176,13 @@ const FIELDS: FieldSpec[] = [
     help: "step tokens",
   },
   { key: "prefillChunk", flag: "prefill-chunk", env: "PREFILL_CHUNK", kind: "int", help: "prefill chunk" },
+  {
+    key: "prefillStepMs",
+    flag: "prefill-step-ms",
+    env: "PREFILL_STEP_MS",
+    kind: "number",
+    help: "ms per step for a long prompt's chunk",
+  },
   {
     key: "maxOutputTokens",
     flag: "max-output-tokens",

@@ -28,6 +28,7 @@
 import type { Engine, SequenceOptions, StepResult } from "../../runtime/types.ts";
 import type { Metrics } from "../metrics/metrics.ts";
 import { publishGauges } from "./gauges.ts";
+import { PrefillPacer } from "./prefill_pacing.ts";
 import {
   type BatchItem,
   Conversation,
@@ -54,6 +55,8 @@ export class SchedulerClosedError extends Error {
 export interface SchedulerOptions {
   maxBatchTokens?: number;
   prefillChunk?: number;
+  /** Time a step may take for a long prompt's chunk, ms (prefill_pacing.ts); 0 = chunks of prefillChunk. */
+  prefillStepMs?: number;
   /** KV budget in bytes over all conversations (worst case: full capacity); 0 = unlimited. */
   kvBudgetBytes?: number;
   metrics?: Metrics;
@@ -63,6 +66,7 @@ export class Scheduler {
   readonly engine: Engine;
   readonly maxBatchTokens: number;
   readonly prefillChunk: number;
+  readonly pacer: PrefillPacer;
   readonly kv: KvBudget;
   readonly metrics?: Metrics;
   /** performance.now() when the last engine step resolved (tokens routed now were produced then). */
@@ -94,6 +98,7 @@ export class Scheduler {
       Math.min(opts.maxBatchTokens ?? engine.maxBatchTokens, engine.maxBatchTokens),
     );
     this.prefillChunk = Math.max(1, opts.prefillChunk ?? 128);
+    this.pacer = new PrefillPacer(opts.prefillStepMs ?? 0, this.prefillChunk);
     this.kv = new KvBudget(engine, opts.kvBudgetBytes ?? 0);
     this.metrics = opts.metrics;
     this.#loop = this.#run();
@@ -340,7 +345,7 @@ export class Scheduler {
       if (budget < 1) break;
       if (!this.#prepare(job)) continue;
       const left = job.prompt.length - job.fed;
-      const take = Math.min(left, this.prefillChunk, budget);
+      const take = Math.min(this.pacer.chunk(left), budget);
       const tokens = job.prompt.slice(job.fed, job.fed + take);
       const sample = take === left && job.req.maxTokens > 0;
       plan.push({
@@ -362,9 +367,11 @@ export class Scheduler {
     const n = plan.length;
     const stepNo = ++this.#stepNo;
     let total = 0;
+    let prefills = false;
     for (let i = 0; i < n; i++) {
       plan[i].job.step = stepNo;
       total += plan[i].tokens.length;
+      if (plan[i].kind === "prefill") prefills = true;
     }
     this.#stepping = true;
     let results: StepResult[];
@@ -380,6 +387,7 @@ export class Scheduler {
     const now = performance.now();
     this.#stepping = false;
     this.stepResolvedAt = now;
+    if (prefills) this.pacer.observe(now - t0, total);
     // Phase 1 (latency path): account what was fed and hand every sampled token to its response.
     // Jobs that end here are only marked `finishing`; finishing them waits for phase 2.
     this.#routing = true;

@@ -4,74 +4,8 @@
  * elsewhere use the real engine.
  */
 import assert from "node:assert/strict";
-import type { CacheStats, Engine, StepItem, StepResult } from "../../../runtime/types.ts";
+import { FakeCountingEngine } from "./_fake_engine.ts";
 import { Conversation, Scheduler } from "../../../gateway/scheduler/scheduler.ts";
-
-class FakeCountingEngine implements Engine {
-  info = {
-    arch: "llama" as const,
-    dim: 8,
-    hiddenDim: 8,
-    nLayers: 1,
-    nHeads: 1,
-    nKvHeads: 1,
-    headDim: 8,
-    vocabSize: 100,
-    maxSeqLen: 64,
-    bosTokenId: 1,
-    eosTokenId: 2,
-    sourceDtype: "f32" as const,
-    ropeTheta: 1e4,
-    rmsNormEps: 1e-5,
-    nParams: 0,
-    format: "hf" as const,
-    weightDtype: "f32" as const,
-    weightBytesPerToken: 0,
-  };
-  backend = "cpu" as const;
-  maxBatchTokens = 16;
-  kvBytesPerToken = 64;
-  limits = { minCapacity: 2, maxCapacity: 64, defaultCapacity: 64, maxTopK: 100 };
-  checkSequenceOptions() {}
-  steps: StepItem[][] = [];
-  #next = 0;
-  #fed = new Map<number, number>();
-  createSequence() {
-    const id = this.#next++;
-    this.#fed.set(id, 0);
-    return id;
-  }
-  freeSequence(seq: number) {
-    this.#fed.delete(seq);
-  }
-  setSampling() {}
-  stats(seq: number): CacheStats {
-    const n = this.#fed.get(seq) ?? 0;
-    return {
-      policy: "streaming",
-      cached: Math.min(n, 64),
-      sinks: 4,
-      capacity: 64,
-      seen: n,
-      evicted: 0,
-      bytes: n,
-    };
-  }
-  cacheIndices() {
-    return [];
-  }
-  async step(items: StepItem[]): Promise<StepResult[]> {
-    const seqs = new Set(items.map((i) => i.seq));
-    assert.equal(seqs.size, items.length, "a sequence appears at most once per step");
-    assert.ok(items.reduce((a, i) => a + i.tokens.length, 0) <= this.maxBatchTokens);
-    this.steps.push(items.map((i) => ({ ...i, tokens: Array.from(i.tokens) })));
-    for (const i of items) this.#fed.set(i.seq, (this.#fed.get(i.seq) ?? 0) + i.tokens.length);
-    await Promise.resolve();
-    return items.map((i) => ({ token: i.sample === false ? -1 : 10 }));
-  }
-  close() {}
-  [Symbol.dispose]() {}
-}
 
 Deno.test("scheduler: decode never stalls behind a long prompt; prefill is chunked; all jobs progress", async () => {
   const engine = new FakeCountingEngine();
