@@ -15,10 +15,10 @@
  *  - async: the same turns through ChatRenderer.encodeTurnAsync (the Worker), back to back.
  *  - async-prefill: one big turn through encodeTurnAsync, then submitted to the scheduler: it prefills
  *    for the rest of the phase (the whole "1 MB prompt in flight").
- *  - ws: a second WebSocket client sending the big prompt as items of 200 KB + response.create, cancelling
- *    each response once created: whatever path the gateway's sessions use now.
- * The harness modes call the renderer of the served gateway directly (until the sessions await
- * encodeTurnAsync themselves, `ws` measures the inline path). Also reported: the event loop's lag (how
+ *  - ws: a second WebSocket client (bench/big_prompt_client.ts, a process of its own) sending the big prompt
+ *    as items of 200 KB + response.create, cancelling each response once created: the path the gateway's
+ *    sessions take.
+ * The harness modes call the renderer of the served gateway directly. Also reported: the event loop's lag (how
  * late a 10 ms interval timer fires) during each mode, which separates a blocked loop from CPU shared
  * with the worker and the engine.
  */
@@ -28,6 +28,7 @@ import { createApp, type Gateway } from "../gateway/app.ts";
 import type { ChatMessage } from "../gateway/chat/template.ts";
 import { ConfigSchema } from "../gateway/config/config.ts";
 import { Conversation } from "../gateway/scheduler/scheduler.ts";
+import { bigText } from "./big_prompt_client.ts";
 import { fmt, intFlag, percentile, RealtimeSession, sleep } from "./lib.ts";
 
 const MODES = ["unloaded", "sync", "async", "async-prefill", "ws"] as const;
@@ -66,14 +67,6 @@ function parseFlags() {
     modes: ["unloaded" as Mode, ...modes.filter((m) => m !== "unloaded")],
     json: values.json,
   };
-}
-
-/** `n` characters of prose, different for each `round` (so no run re-encodes the previous text). */
-async function bigText(n: number): Promise<(round: number) => string> {
-  const base = (await Deno.readTextFile(new URL("../../shared/data/mt_bench.jsonl", import.meta.url)))
-    .replace(/[{}"\[\]]/g, " ");
-  const body = base.repeat(Math.ceil(n / base.length)).slice(0, n);
-  return (round) => `Round ${round}. ${body}`.slice(0, n);
 }
 
 /** One probe turn: ms from response.create to its first text delta (or response.done when none). */
@@ -124,27 +117,22 @@ function startLoad(
       job.cancel("bench done");
       await job.done;
     } else if (mode === "ws") {
-      const big = new RealtimeSession(wsUrl);
-      await big.opened;
-      await big.until(["session.created"]);
-      while (!stopped) {
-        const t = text(n++);
-        for (let i = 0; i < t.length; i += 200_000) {
-          big.send({
-            type: "conversation.item.create",
-            item: {
-              type: "message",
-              role: "user",
-              content: [{ type: "input_text", text: t.slice(i, i + 200_000) }],
-            },
-          });
-        }
-        big.send({ type: "response.create", response: { max_output_tokens: 1 } });
-        const e = await big.until(["response.created", "error"]);
-        if (e.type === "response.created") big.send({ type: "response.cancel" });
-        await big.until(["response.done"]).catch(() => {});
-      }
-      big.close();
+      // In a process of its own (bench/big_prompt_client.ts): only the gateway's work shares this loop.
+      const child = new Deno.Command(Deno.execPath(), {
+        args: ["run", "-A", new URL("./big_prompt_client.ts", import.meta.url).pathname, "--url", wsUrl.href],
+        stdout: "piped",
+        stderr: "inherit",
+      }).spawn();
+      const out = child.stdout.pipeThrough(new TextDecoderStream());
+      let printed = "";
+      const reading = (async () => {
+        for await (const chunk of out) printed += chunk;
+      })();
+      while (!stopped) await sleep(20);
+      child.kill("SIGTERM");
+      await child.status;
+      await reading;
+      n = Number(/turns (\d+)/.exec(printed)?.[1] ?? NaN);
     }
     return n;
   };
@@ -173,7 +161,7 @@ async function main(): Promise<void> {
       await s.until(["session.created"]);
       for (let i = 0; i < 3; i++) await probe(s); // warm-up
       const load = startLoad(mode, gw, wsUrl, text);
-      await sleep(mode === "unloaded" ? 0 : 300); // let the load get going
+      await sleep(mode === "unloaded" ? 0 : mode === "ws" ? 3000 : 300); // let the load get going (ws: a process)
       const ttft: number[] = [];
       const lag: number[] = [];
       let last = performance.now();

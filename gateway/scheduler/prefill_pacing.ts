@@ -6,8 +6,9 @@
  * the length of such a step depends on the model and the cache: 128 tokens take 8 ms on stories260K with an
  * empty cache and 45-110 ms against a full 512-token one (head dimension 8: per-(query, key) overhead
  * dominates). So a prompt with more tokens left than one chunk gets, per step, only as many tokens as fit in
- * --prefill-step-ms at the measured cost per token (never fewer than MIN_PACED_CHUNK, never more than
- * --prefill-chunk); a prompt whose rest fits in one chunk takes it whole, as before.
+ * --prefill-step-ms at the measured cost per token, less the tokens already in the step (never fewer than
+ * MIN_PACED_CHUNK, never more than --prefill-chunk); a prompt whose rest fits in one chunk takes it whole, as
+ * before, and is planned before the paced ones, so that a short turn's step is not lengthened by a long one.
  *
  * The cost per token is a moving average over the steps that fed a prefill chunk: step time / tokens fed.
  */
@@ -42,12 +43,18 @@ export class PrefillPacer {
       : this.#msPerToken + EWMA_WEIGHT * (sample - this.#msPerToken);
   }
 
-  /** Tokens a prefill with `left` tokens to feed gets this step (before the step's token budget). */
-  chunk(left: number): number {
-    if (left <= this.maxChunk || this.targetMs === 0 || this.#msPerToken === 0) {
-      return Math.min(left, this.maxChunk);
-    }
-    const fit = Math.floor(this.targetMs / this.#msPerToken);
+  /** Whether a prefill with `left` tokens to feed is paced (more than one chunk left, pacing on). */
+  paces(left: number): boolean {
+    return left > this.maxChunk && this.targetMs > 0 && this.#msPerToken > 0;
+  }
+
+  /**
+   * Tokens a prefill with `left` tokens to feed gets this step (before the step's token budget), when
+   * `planned` tokens are already in the step (decode tokens and short prompts, which are planned first).
+   */
+  chunk(left: number, planned = 0): number {
+    if (!this.paces(left)) return Math.min(left, this.maxChunk);
+    const fit = Math.floor(this.targetMs / this.#msPerToken) - planned;
     return Math.max(MIN_PACED_CHUNK, Math.min(this.maxChunk, fit));
   }
 }

@@ -89,6 +89,7 @@ export class Scheduler {
   /** Reused per step: the plan handed to the engine, and the jobs waiting for a prefill chunk. */
   #plan: BatchItem[] = [];
   #prefillQueue: Job[] = [];
+  #pacedQueue: Job[] = [];
   readonly #onCancel = (job: Job, detail: string) => this.#requestCancel(job, detail);
 
   constructor(engine: Engine, opts: SchedulerOptions = {}) {
@@ -341,11 +342,21 @@ export class Scheduler {
         budget -= 1;
       }
     }
+    // Prompts that finish within one chunk first, then the paced long ones (prefill_pacing.ts), each
+    // group in round-robin order.
+    const paced = this.#pacedQueue;
+    paced.length = 0;
+    let short = 0;
+    for (const job of prefill) {
+      if (this.pacer.paces(job.prompt.length - job.fed)) paced.push(job);
+      else prefill[short++] = job;
+    }
+    for (let i = 0; i < paced.length; i++) prefill[short + i] = paced[i];
     for (const job of prefill) {
       if (budget < 1) break;
       if (!this.#prepare(job)) continue;
       const left = job.prompt.length - job.fed;
-      const take = Math.min(this.pacer.chunk(left), budget);
+      const take = Math.min(this.pacer.chunk(left, this.maxBatchTokens - budget), budget);
       const tokens = job.prompt.slice(job.fed, job.fed + take);
       const sample = take === left && job.req.maxTokens > 0;
       plan.push({

@@ -15,6 +15,9 @@ Deno.test("PrefillPacer: chunks from the measured cost per token, bounded both w
   assert.equal(p.msPerToken, 0.5);
   assert.equal(p.chunk(1000), 40, "20 ms at 0.5 ms per token");
   assert.equal(p.chunk(100), 100, "a rest that fits in one chunk is taken whole");
+  assert.equal(p.chunk(1000, 10), 30, "less the tokens already in the step");
+  assert.equal(p.chunk(1000, 35), MIN_PACED_CHUNK, "but at least the minimum");
+  assert.ok(p.paces(1000) && !p.paces(100));
   p.observe(1000, 10); // a slow step: the average moves a fifth of the way to 100 ms per token
   assert.ok(Math.abs(p.msPerToken - (0.5 + 0.2 * (100 - 0.5))) < 1e-9);
   assert.equal(p.chunk(1000), MIN_PACED_CHUNK, "never below the minimum");
@@ -55,4 +58,32 @@ Deno.test("scheduler: a long prompt's chunks take about --prefill-step-ms each o
   assert.equal(paced.reduce((a, b) => a + b, 0), 600);
   for (const c of paced.slice(1, -1)) assert.ok(c >= MIN_PACED_CHUNK && c <= 20, `chunk ${c}`);
   assert.deepEqual(await chunksOf(0), [128, 128, 128, 128, 88], "pacing off: --prefill-chunk tokens a step");
+});
+
+Deno.test("scheduler: a short prompt goes first in its step and the long one gets only what time is left", async () => {
+  const engine = new FakeCountingEngine();
+  engine.maxBatchTokens = 512;
+  engine.msPerToken = 1;
+  const sched = new Scheduler(engine, { maxBatchTokens: 512, prefillChunk: 128, prefillStepMs: 40 });
+  const long = new Conversation({});
+  const short = new Conversation({});
+  const req = (n: number) => ({
+    prompt: Array(n).fill(7),
+    maxTokens: 1,
+    stopTokens: new Set<number>(),
+    onToken() {},
+  });
+  const jl = sched.submit(long, req(2000));
+  while (engine.steps.length < 3) await new Promise((r) => setTimeout(r, 1));
+  const js = sched.submit(short, req(30));
+  await Promise.all([jl.done, js.done]);
+  const shared = engine.steps.find((s) => s.some((i) => i.seq === short.seq))!;
+  assert.equal(shared[0].seq, short.seq, "the short prompt is planned first");
+  assert.equal(shared[0].tokens.length, 30, "and taken whole");
+  const longItem = shared.find((i) => i.seq === long.seq)!;
+  // At >= 1 ms per token 40 ms fit at most 40 tokens; 30 are the short prompt's: the long one gets the minimum.
+  assert.equal(longItem.tokens.length, MIN_PACED_CHUNK);
+  sched.release(long);
+  sched.release(short);
+  await sched.close();
 });
