@@ -13,7 +13,7 @@
  * The cost per token is a moving average over the steps that fed a prefill chunk: step time / tokens fed.
  */
 
-/** The least a paced prefill gets per step, so that a slow model still makes progress. */
+/** The least a paced prefill gets per step (unless --prefill-chunk is smaller), so that a slow model still makes progress. */
 export const MIN_PACED_CHUNK = 16;
 /** Weight of the newest step in the moving average of the cost per token. */
 const EWMA_WEIGHT = 0.2;
@@ -55,6 +55,6 @@ export class PrefillPacer {
   chunk(left: number, planned = 0): number {
     if (!this.paces(left)) return Math.min(left, this.maxChunk);
     const fit = Math.floor(this.targetMs / this.#msPerToken) - planned;
-    return Math.max(MIN_PACED_CHUNK, Math.min(this.maxChunk, fit));
+    return Math.min(this.maxChunk, Math.max(MIN_PACED_CHUNK, fit));
   }
 }

@@ -24,6 +24,9 @@ Deno.test("PrefillPacer: chunks from the measured cost per token, bounded both w
   const fast = new PrefillPacer(20, 128);
   fast.observe(1, 1000);
   assert.equal(fast.chunk(5000), 128, "never above --prefill-chunk");
+  const small = new PrefillPacer(20, 4);
+  small.observe(1000, 10);
+  assert.equal(small.chunk(5000), 4, "the minimum never goes past --prefill-chunk");
   const off = new PrefillPacer(0, 128);
   off.observe(1000, 10);
   assert.equal(off.chunk(5000), 128, "0 turns pacing off");
