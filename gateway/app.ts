@@ -7,6 +7,7 @@
 import { Hono } from "hono";
 import type { Engine, Tokenizer } from "../runtime/types.ts";
 import { ChatRenderer } from "./chat/template.ts";
+import { GrammarSource } from "./grammar/grammars.ts";
 import type { Config } from "./config/config.ts";
 import { chatCompletions } from "./http/chat_completions.ts";
 import { openaiError } from "./http/errors.ts";
@@ -79,6 +80,7 @@ export function createApp(opts: CreateAppOptions): Gateway {
     maxPromptTokens: config.maxPromptTokens,
     sessionUpdate: sessionUpdateSchema(engine.limits),
     renderer: new ChatRenderer(tokenizer),
+    grammars: new GrammarSource(tokenizer, engine.info.vocabSize),
     tokenizer,
     metrics,
     modelName,
@@ -175,6 +177,7 @@ export function createApp(opts: CreateAppOptions): Gateway {
         responses.close();
         await scheduler.close("shutdown");
         ctx.renderer.close(); // its tokenizer worker, if a large turn started one
+        await ctx.grammars.close(); // the schema probe's worker, if a format was compiled
         // HTTP streams end once their jobs are cancelled; then the servers close.
         await Promise.all(servers.map((s) => s.shutdown().catch(() => {})));
       })();

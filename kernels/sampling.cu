@@ -7,6 +7,9 @@
  * found as exact thresholds on the logits by bisection over their order-preserving integer
  * keys (32 block-wide reductions each, no sort), so ties at a threshold are all kept. The token
  * is the inverse CDF of the kept mass at u * total, walking token ids in increasing order.
+ * With a token mask (a row of SS_MASK_WORDS(vocab) words per row of logits, bit t % 32 of word
+ * t / 32 = token t allowed) every step above sees the allowed tokens only: a forbidden token is
+ * never the argmax, never counted by top_k / top_p and has no mass; a row allowing nothing gives -1.
  *
  * The engine samples on the host (same RNG stream as the CPU backend, see docs/decisions.md,
  * "CUDA sampling"); these kernels serve device-side pipelines, tests and benchmarks. */
@@ -31,9 +34,14 @@ __device__ __forceinline__ float smp_block_sum(float v, float *red) {
   return ssk_warp_sum(v);
 }
 
+/* whether row mask m (NULL: no mask) allows token i */
+__device__ __forceinline__ bool smp_ok(const uint32_t *__restrict__ m, int i) {
+  return !m || ((m[i >> 5] >> (i & 31)) & 1u);
+}
+
 __global__ void __launch_bounds__(SMP_THREADS)
     sample_kernel(const float *__restrict__ logits, int vocab, const ssk_sample_params *__restrict__ params,
-                  int32_t *__restrict__ out) {
+                  const uint32_t *__restrict__ masks, int32_t *__restrict__ out) {
   __shared__ float red[32];
   __shared__ unsigned long long best;
   __shared__ float scan[SMP_THREADS];
@@ -41,17 +49,23 @@ __global__ void __launch_bounds__(SMP_THREADS)
   const int row = blockIdx.x, tid = threadIdx.x, nt = blockDim.x;
   const float *lg = logits + (size_t)row * vocab;
   const ssk_sample_params p = params[row];
+  const uint32_t *m = masks ? masks + (size_t)row * ((vocab + 31) / 32) : NULL;
 
   /* argmax: pack (key, ~index) so that max picks the largest value, then the lowest index */
   if (tid == 0) best = 0ull;
   __syncthreads();
   unsigned long long mine = 0ull;
   for (int i = tid; i < vocab; i += nt) {
+    if (!smp_ok(m, i)) continue;
     unsigned long long k = ((unsigned long long)smp_key(lg[i]) << 32) | (unsigned long long)(0xffffffffu - (uint32_t)i);
     if (k > mine) mine = k;
   }
   atomicMax(&best, mine);
   __syncthreads();
+  if (best == 0ull) { /* the mask allows nothing (every allowed key is > 0) */
+    if (tid == 0) out[row] = -1;
+    return;
+  }
   const int amax = (int)(0xffffffffu - (uint32_t)(best & 0xffffffffull));
   if (!(p.temperature > 0.0f)) {
     if (tid == 0) out[row] = amax;
@@ -67,7 +81,7 @@ __global__ void __launch_bounds__(SMP_THREADS)
     while (lo < hi) {
       uint32_t mid = lo + (uint32_t)(((uint64_t)hi - lo + 1) / 2); /* 64-bit: hi - lo + 1 can be 2^32 */
       float c = 0.0f;
-      for (int i = tid; i < vocab; i += nt) c += smp_key(lg[i]) >= mid ? 1.0f : 0.0f;
+      for (int i = tid; i < vocab; i += nt) c += smp_ok(m, i) && smp_key(lg[i]) >= mid ? 1.0f : 0.0f;
       c = smp_block_sum(c, red);
       if (c >= (float)p.top_k) lo = mid; else hi = mid - 1;
     }
@@ -75,7 +89,7 @@ __global__ void __launch_bounds__(SMP_THREADS)
   }
   float z = 0.0f;
   for (int i = tid; i < vocab; i += nt)
-    if (smp_key(lg[i]) >= kth) z += expf((lg[i] - mx) * invt);
+    if (smp_ok(m, i) && smp_key(lg[i]) >= kth) z += expf((lg[i] - mx) * invt);
   z = smp_block_sum(z, red);
 
   /* top-p: the largest key x >= kth with mass(key >= x) >= top_p * z */
@@ -87,7 +101,7 @@ __global__ void __launch_bounds__(SMP_THREADS)
       uint32_t mid = lo + (uint32_t)(((uint64_t)hi - lo + 1) / 2); /* 64-bit: hi - lo + 1 can be 2^32 */
       float s = 0.0f;
       for (int i = tid; i < vocab; i += nt)
-        if (smp_key(lg[i]) >= mid) s += expf((lg[i] - mx) * invt);
+        if (smp_ok(m, i) && smp_key(lg[i]) >= mid) s += expf((lg[i] - mx) * invt);
       s = smp_block_sum(s, red);
       if (s >= target) lo = mid; else hi = mid - 1;
     }
@@ -99,7 +113,7 @@ __global__ void __launch_bounds__(SMP_THREADS)
   const int b = tid * per, e = min(vocab, b + per);
   float mass = 0.0f;
   for (int i = b; i < e; i++)
-    if (smp_key(lg[i]) >= thr) mass += expf((lg[i] - mx) * invt);
+    if (smp_ok(m, i) && smp_key(lg[i]) >= thr) mass += expf((lg[i] - mx) * invt);
   scan[tid] = mass;
   if (tid == 0) pick = amax; /* fallback when rounding leaves the target past the end */
   __syncthreads();
@@ -116,7 +130,7 @@ __global__ void __launch_bounds__(SMP_THREADS)
     float acc = before;
     int chosen = -1;
     for (int i = b; i < e; i++) {
-      if (smp_key(lg[i]) < thr) continue;
+      if (!smp_ok(m, i) || smp_key(lg[i]) < thr) continue;
       chosen = i;
       acc += expf((lg[i] - mx) * invt);
       if (target < acc) break;
@@ -127,9 +141,9 @@ __global__ void __launch_bounds__(SMP_THREADS)
   if (tid == 0) out[row] = pick;
 }
 
-extern "C" int ssk_sample(const float *logits, int rows, int vocab, const ssk_sample_params *params, int32_t *out,
-                          cudaStream_t st) {
+extern "C" int ssk_sample(const float *logits, int rows, int vocab, const ssk_sample_params *params,
+                          const uint32_t *masks, int32_t *out, cudaStream_t st) {
   if (rows <= 0) return 0;
-  sample_kernel<<<rows, SMP_THREADS, 0, st>>>(logits, vocab, params, out);
+  sample_kernel<<<rows, SMP_THREADS, 0, st>>>(logits, vocab, params, masks, out);
   return ssk_launch_status();
 }

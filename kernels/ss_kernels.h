@@ -92,15 +92,17 @@ int ssk_gemv(int dtype, float *y, const void *x, const void *w, int M, int N, in
  * argmax (lowest index among equal maxima). Otherwise softmax(logits / temperature) restricted
  * to the top_k largest (top_k <= 0: all), then to the smallest prefix, in decreasing
  * probability, whose mass reaches top_p (>= 1: all); the token is drawn with the uniform
- * number u in [0, 1) by inverse CDF in token-id order over the kept set. */
+ * number u in [0, 1) by inverse CDF in token-id order over the kept set. masks: NULL, or one
+ * row of SS_MASK_WORDS(vocab) words per row of logits (device memory; bit t % 32 of word t / 32 =
+ * token t allowed): only allowed tokens take part; a row allowing none gives -1. */
 typedef struct ssk_sample_params {
   float temperature;
   int32_t top_k;
   float top_p;
   float u;
 } ssk_sample_params;
-int ssk_sample(const float *logits, int rows, int vocab, const ssk_sample_params *params, int32_t *out,
-               cudaStream_t st);
+int ssk_sample(const float *logits, int rows, int vocab, const ssk_sample_params *params, const uint32_t *masks,
+               int32_t *out, cudaStream_t st);
 
 #ifdef __cplusplus
 }

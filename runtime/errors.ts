@@ -15,6 +15,7 @@ export type SinkstreamErrorCode =
   | "SS_ERR_BACKEND"
   | "SS_ERR_UNSUPPORTED"
   | "SS_ERR_LIMIT"
+  | "SS_ERR_EMPTY_MASK"
   | "SS_ERR_UNKNOWN"
   /** Binding: a step is in flight on this engine. */
   | "SS_ERR_BUSY"
@@ -110,6 +111,13 @@ export class LimitError extends SinkstreamError {
     this.name = "LimitError";
   }
 }
+/** SS_ERR_EMPTY_MASK: a step item's token mask allows no token of the vocabulary. */
+export class EmptyMaskError extends SinkstreamError {
+  constructor(message: string, status = -1) {
+    super("SS_ERR_EMPTY_MASK", message, status);
+    this.name = "EmptyMaskError";
+  }
+}
 /** A call on an engine while one of its steps is in flight (calls must be serialised). */
 export class EngineBusyError extends SinkstreamError {
   constructor(message: string) {
@@ -161,6 +169,8 @@ export function errorFromStatus(
       return new BackendUnsupportedError(message, status);
     case "SS_ERR_LIMIT":
       return new LimitError(message, status);
+    case "SS_ERR_EMPTY_MASK":
+      return new EmptyMaskError(message, status);
     default:
       return new SinkstreamError("SS_ERR_UNKNOWN", `${message} (${code}, status ${status})`, status);
   }

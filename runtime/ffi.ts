@@ -160,14 +160,19 @@ export const POLICY: NativeEnum<"streaming" | "window" | "dense"> = {
   prefix: "SS_POLICY_",
   values: { streaming: 0, window: 1, dense: 2 },
 };
-export const STEP_FLAG: NativeEnum<"sample" | "logits"> = {
+export const STEP_FLAG: NativeEnum<"sample" | "logits" | "mask"> = {
   prefix: "SS_STEP_",
-  values: { sample: 1, logits: 2 },
+  values: { sample: 1, logits: 2, mask: 4 },
 };
 const ENUMS: NativeEnum<string>[] = [ARCH, DTYPE, FORMAT, BACKEND, POLICY, STEP_FLAG];
 
+/** 32-bit words of one token mask row for a vocabulary of `vocab` tokens (SS_MASK_WORDS). */
+export function maskWords(vocab: number): number {
+  return Math.ceil(vocab / 32);
+}
+
 /** Other constants of sinkstream.h the binding relies on. */
-export const ABI_VERSION = 3;
+export const ABI_VERSION = 4;
 /** Bytes of the error buffers passed to ss_model_load / ss_engine_create (SS_ERROR_MAX). */
 export const ERROR_MAX = 1024;
 /** ss_model_params.weights: keep each tensor in the file's type. */
@@ -341,7 +346,7 @@ const SYMBOLS = {
     result: "i32",
   },
 
-  ss_engine_step: {
+  ss_engine_step_masked: {
     parameters: [
       "pointer", // engine
       "i32", // n_items
@@ -350,6 +355,7 @@ const SYMBOLS = {
       "buffer", // tokens
       "buffer", // flags
       "buffer", // targets
+      "buffer", // masks (n_items rows of maskWords(vocab) words)
       "buffer", // out_tokens
       "buffer", // out_logits
       "buffer", // out_target_logprobs

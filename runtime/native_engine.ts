@@ -38,6 +38,7 @@ import {
   errorBuffer,
   FORMAT,
   int32,
+  maskWords,
   MODEL_INFO,
   MODEL_PARAMS,
   native,
@@ -470,11 +471,16 @@ export class NativeEngine implements Engine {
     let total = 0;
     let anyLogits = false;
     let anyTarget = false;
+    let anyMask = false;
     for (const it of items) {
       total += it.tokens.length;
       if (it.logits) anyLogits = true;
       if (it.target !== undefined) anyTarget = true;
+      if (it.mask !== undefined) anyMask = true;
     }
+    const words = maskWords(vocab);
+    // One row per item; rows of unmasked items are never read by the engine.
+    const masks = anyMask ? new Uint32Array(n * words) : null;
     // The C arrays of the step; only representability is checked here, the engine checks the rest.
     const seqIds = new Int32Array(n);
     const nTokens = new Int32Array(n);
@@ -489,7 +495,16 @@ export class NativeEngine implements Engine {
       nTokens[i] = t.length;
       for (let j = 0; j < t.length; j++) tokens[off++] = int32(`step item ${i} (seq ${it.seq}): token`, t[j]);
       flags[i] = (it.sample === false ? 0 : STEP_FLAG.values.sample) |
-        (it.logits ? STEP_FLAG.values.logits : 0);
+        (it.logits ? STEP_FLAG.values.logits : 0) | (it.mask ? STEP_FLAG.values.mask : 0);
+      if (it.mask) {
+        if (it.mask.length !== words) {
+          throw new InvalidArgumentError(
+            `step item ${i} (seq ${it.seq}): mask has ${it.mask.length} words, the vocabulary needs ${words}`,
+            { field: "mask" },
+          );
+        }
+        masks!.set(it.mask, i * words);
+      }
       if (targets) {
         targets[i] = it.target === undefined
           ? -1
@@ -507,7 +522,7 @@ export class NativeEngine implements Engine {
     let stepError: SinkstreamError | null = null;
     const itemErrors: (SinkstreamError | undefined)[] = new Array(n);
     try {
-      status = await sym.ss_engine_step(
+      status = await sym.ss_engine_step_masked(
         eng,
         n,
         seqIds,
@@ -515,6 +530,7 @@ export class NativeEngine implements Engine {
         tokens,
         flags,
         targets,
+        masks,
         outTokens,
         outLogits,
         outLogprobs,

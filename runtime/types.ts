@@ -107,6 +107,13 @@ export interface StepItem {
   logits?: boolean;
   /** Return log p(target | everything fed). */
   target?: number;
+  /**
+   * Sample only among the tokens this mask allows (constrained decoding): ceil(vocabSize / 32) words, bit
+   * t % 32 of word t / 32 set = token t allowed. Forbidden tokens get probability 0 (greedy and sampled);
+   * `logits` and `targetLogprob` stay the model's. A mask allowing nothing fails the item alone
+   * (EmptyMaskError). Items without one sample exactly as they would in a step without masks.
+   */
+  mask?: Uint32Array;
 }
 
 export interface StepResult {

@@ -54,7 +54,7 @@ extern "C" {
 #define SS_API
 #endif
 
-#define SS_ABI_VERSION 3
+#define SS_ABI_VERSION 4
 
 /* Bytes an `err` buffer needs to hold any message whole (longer ones are truncated). */
 #define SS_ERROR_MAX 1024
@@ -71,6 +71,7 @@ typedef enum ss_status {
   SS_ERR_BACKEND = 7,          /* backend failure (e.g. a CUDA error) */
   SS_ERR_UNSUPPORTED = 8,      /* backend / feature not built or not available */
   SS_ERR_LIMIT = 9,            /* engine limit reached (max sequences, batch tokens) */
+  SS_ERR_EMPTY_MASK = 10,      /* a step item's token mask allows no token of the vocabulary */
 } ss_status;
 
 /* Last error message of the calling thread ("" when none). The pointer stays
@@ -300,6 +301,12 @@ SS_API int ss_seq_get_cache_indices(const ss_engine *engine, int32_t seq_id, int
 /* Per-item flags for ss_engine_step. */
 #define SS_STEP_SAMPLE 1 /* sample the next token after the item's last token */
 #define SS_STEP_LOGITS 2 /* copy the logits after the item's last token */
+#define SS_STEP_MASK 4   /* sample only among the tokens the item's row of `masks` allows */
+
+/* 32-bit words of one token mask row for a vocabulary of `vocab` tokens. Token t is allowed when bit
+ * (t % 32) of word t / 32 is 1 (the bitmask layout of xgrammar and vLLM); bits of ids >= vocab are
+ * ignored. */
+#define SS_MASK_WORDS(vocab) (((vocab) + 31) / 32)
 
 /* One batched forward pass. Item i feeds n_tokens[i] >= 1 tokens (a prefill
  * chunk or one decode token) to sequence seq_ids[i]; the tokens of all items
@@ -322,7 +329,8 @@ SS_API int ss_seq_get_cache_indices(const ss_engine *engine, int32_t seq_id, int
  *
  * Item errors (checked before anything is computed): SS_ERR_NOT_FOUND
  * (unknown sequence), SS_ERR_INVALID_ARGUMENT (a second item of the same
- * sequence, token id out of range, bad target, unknown flags),
+ * sequence, token id out of range, bad target, unknown flags, SS_STEP_MASK
+ * without masks: see ss_engine_step_masked),
  * SS_ERR_CONTEXT_FULL (dense sequence without room), SS_ERR_BACKEND (the
  * sequence is broken, see below), SS_ERR_OUT_OF_MEMORY (its KV storage
  * cannot grow). A failed item is not fed, its sequence is unchanged, its
@@ -351,6 +359,21 @@ SS_API int ss_seq_get_cache_indices(const ss_engine *engine, int32_t seq_id, int
 SS_API int ss_engine_step(ss_engine *engine, int32_t n_items, const int32_t *seq_ids, const int32_t *n_tokens,
                           const int32_t *tokens, const int32_t *flags, const int32_t *targets,
                           int32_t *out_tokens, float *out_logits, float *out_target_logprobs, int32_t *out_status);
+/* ss_engine_step with a token mask per item (constrained decoding, e.g. a JSON grammar). `masks` is
+ * NULL or n_items rows of SS_MASK_WORDS(vocab_size) words, row i for item i (borrowed: read during
+ * the call only). Row i is read only when flags[i] & SS_STEP_MASK; the rows of other items may hold
+ * anything. For a masked item the sampler gives every token the mask does not allow probability 0,
+ * greedy and temperature / top-k / top-p alike: the argmax is taken over the allowed tokens, and top_k
+ * and top_p cut the distribution renormalised over them (as if the other logits were -inf). Logits
+ * (out_logits) and target logprobs are the model's, unmasked. Items without SS_STEP_MASK sample
+ * exactly as ss_engine_step samples them, so a batch's unconstrained items give the tokens they give
+ * alone. Item errors besides ss_engine_step's (the item is not fed, as there): SS_ERR_INVALID_ARGUMENT
+ * for SS_STEP_MASK with masks == NULL, SS_ERR_EMPTY_MASK for a row that allows no id < vocab_size.
+ * ss_engine_step(...) is ss_engine_step_masked(..., targets, NULL, ...). */
+SS_API int ss_engine_step_masked(ss_engine *engine, int32_t n_items, const int32_t *seq_ids,
+                                 const int32_t *n_tokens, const int32_t *tokens, const int32_t *flags,
+                                 const int32_t *targets, const uint32_t *masks, int32_t *out_tokens,
+                                 float *out_logits, float *out_target_logprobs, int32_t *out_status);
 /* Message of item `item` of the engine's most recent step ("" when it did not
  * fail or is out of range); valid until the next ss_engine_step. */
 SS_API const char *ss_engine_item_error(const ss_engine *engine, int32_t item);

@@ -108,6 +108,7 @@ static const ss_abi_entry layout[] = {
     CONSTANT(SS_POLICY_DENSE),
     CONSTANT(SS_STEP_SAMPLE),
     CONSTANT(SS_STEP_LOGITS),
+    CONSTANT(SS_STEP_MASK),
 };
 
 const ss_abi_entry *ss_abi_layout(int32_t *out_n) {

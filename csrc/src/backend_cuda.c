@@ -883,7 +883,7 @@ const char *ss_cuda_graph_note(const ss_engine *e) {
 /* ---- device sampling entry point (tests, benchmarks) ---------------------------------------- */
 
 int ss_cuda_sample_host(int device, const float *logits, int32_t rows, int32_t vocab,
-                        const ssk_sample_params *params, int32_t *out_tokens) {
+                        const ssk_sample_params *params, const uint32_t *masks, int32_t *out_tokens) {
   if (rows <= 0) return SS_OK;
   if (!logits || !params || !out_tokens || vocab <= 0)
     return ss_fail(SS_ERR_INVALID_ARGUMENT, "ss_cuda_sample_host: bad arguments");
@@ -893,18 +893,23 @@ int ss_cuda_sample_host(int device, const float *logits, int32_t rows, int32_t v
   float *dl = NULL;
   ssk_sample_params *dp = NULL;
   int32_t *dout = NULL;
+  uint32_t *dm = NULL;
+  size_t mask_bytes = (size_t)rows * SS_MASK_WORDS((size_t)vocab) * sizeof(uint32_t);
   int rc = dmalloc((void **)&dl, (size_t)rows * vocab * sizeof(float), "sampling logits");
   if (!rc) rc = dmalloc((void **)&dp, (size_t)rows * sizeof *dp, "sampling params");
   if (!rc) rc = dmalloc((void **)&dout, (size_t)rows * sizeof *dout, "sampled tokens");
+  if (!rc && masks) rc = dmalloc((void **)&dm, mask_bytes, "token masks");
   cudaError_t e = cudaSuccess;
   if (!rc) e = cudaMemcpy(dl, logits, (size_t)rows * vocab * sizeof(float), cudaMemcpyHostToDevice);
   if (!rc && e == cudaSuccess) e = cudaMemcpy(dp, params, (size_t)rows * sizeof *dp, cudaMemcpyHostToDevice);
-  if (!rc && e == cudaSuccess) e = (cudaError_t)ssk_sample(dl, rows, vocab, dp, dout, 0);
+  if (!rc && e == cudaSuccess && masks) e = cudaMemcpy(dm, masks, mask_bytes, cudaMemcpyHostToDevice);
+  if (!rc && e == cudaSuccess) e = (cudaError_t)ssk_sample(dl, rows, vocab, dp, dm, dout, 0);
   if (!rc && e == cudaSuccess) e = cudaMemcpy(out_tokens, dout, (size_t)rows * sizeof *dout, cudaMemcpyDeviceToHost);
   if (!rc && e != cudaSuccess) rc = ss_fail(SS_ERR_BACKEND, "ss_cuda_sample_host: %s", cudaGetErrorString(e));
   dfree(dl);
   dfree(dp);
   dfree(dout);
+  dfree(dm);
   return rc;
 }
 

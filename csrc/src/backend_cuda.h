@@ -30,9 +30,11 @@ const char *ss_cuda_device_error(void);
 const char *ss_cuda_graph_note(const ss_engine *e);
 
 /* Device sampling of `rows` rows of host logits [rows, vocab] on `device` (kernels/sampling.cu):
- * uploads, samples, downloads the tokens. SS_ERR_BACKEND with a message on a CUDA error. */
+ * uploads the logits, the parameters and the token masks (NULL, or rows * SS_MASK_WORDS(vocab) host
+ * words), samples, downloads the tokens (-1 for a row whose mask allows nothing). SS_ERR_BACKEND
+ * with a message on a CUDA error. */
 int ss_cuda_sample_host(int device, const float *logits, int32_t rows, int32_t vocab,
-                        const ssk_sample_params *params, int32_t *out_tokens);
+                        const ssk_sample_params *params, const uint32_t *masks, int32_t *out_tokens);
 
 /* Measured device-to-device copy bandwidth in bytes/s (read + write counted), for the roofline
  * of the decode benchmark. */

@@ -415,6 +415,11 @@ int ss_seq_get_cache_indices(const ss_engine *e, int32_t seq_id, int64_t *out, i
 
 static int32_t item_flags(const int32_t *flags, int32_t i) { return flags ? flags[i] : SS_STEP_SAMPLE; }
 
+/* Item i's row of a step's token masks. */
+static const uint32_t *item_mask(const ss_engine *e, const uint32_t *masks, int32_t i) {
+  return masks + (size_t)i * (size_t)SS_MASK_WORDS(e->info.vocab_size);
+}
+
 /* Record item i's failure: its status and its message in the step's arena. */
 static int item_fail(ss_engine *e, int32_t i, int status, const char *fmt, ...) __attribute__((format(printf, 4, 5)));
 static int item_fail(ss_engine *e, int32_t i, int status, const char *fmt, ...) {
@@ -467,16 +472,23 @@ static int check_step(const ss_engine *e, int32_t n_items, const int32_t *seq_id
 /* Item i's own checks (tokens from `tok`); a failure is recorded with item_fail, its message naming only
  * the item's own sequence. Marks the sequence as listed in this step (stamp), so a second item of it fails. */
 static int check_item(ss_engine *e, int32_t i, uint64_t stamp, const int32_t *seq_ids, const int32_t *n_tokens,
-                       const int32_t *tok, const int32_t *flags, const int32_t *targets) {
+                       const int32_t *tok, const int32_t *flags, const int32_t *targets, const uint32_t *masks) {
   int32_t id = seq_ids[i], n = n_tokens[i], V = e->info.vocab_size;
   ss_seq *s = find_seq(e, id);
   if (!s) return item_fail(e, i, SS_ERR_NOT_FOUND, "ss_engine_step: unknown sequence %d", id);
   if (s->stamp == stamp)
     return item_fail(e, i, SS_ERR_INVALID_ARGUMENT, "ss_engine_step: sequence %d appears twice in one step", id);
   s->stamp = stamp;
-  if (flags && (flags[i] & ~(SS_STEP_SAMPLE | SS_STEP_LOGITS)))
+  if (flags && (flags[i] & ~(SS_STEP_SAMPLE | SS_STEP_LOGITS | SS_STEP_MASK)))
     return item_fail(e, i, SS_ERR_INVALID_ARGUMENT, "ss_engine_step: sequence %d: unknown flags 0x%x", id,
                      (unsigned)flags[i]);
+  if (item_flags(flags, i) & SS_STEP_MASK) {
+    if (!masks)
+      return item_fail(e, i, SS_ERR_INVALID_ARGUMENT,
+                       "ss_engine_step: sequence %d: SS_STEP_MASK without masks (use ss_engine_step_masked)", id);
+    if (ss_mask_count(item_mask(e, masks, i), V) == 0)
+      return item_fail(e, i, SS_ERR_EMPTY_MASK, "ss_engine_step: sequence %d: the token mask allows no token", id);
+  }
   if (targets && targets[i] >= V)
     return item_fail(e, i, SS_ERR_INVALID_ARGUMENT, "ss_engine_step: sequence %d: target %d outside [0, %d)", id,
                      targets[i], V);
@@ -522,8 +534,8 @@ static void mark_broken(ss_engine *e, int32_t n_fed, const int32_t *seq_ids) {
 
 /* The step as the header describes it; a whole-step failure returns its status (message in ss_last_error). */
 static int engine_step(ss_engine *e, int32_t n_items, const int32_t *seq_ids, const int32_t *n_tokens,
-                       const int32_t *tokens, const int32_t *flags, const int32_t *targets, int32_t *out_tokens,
-                       float *out_logits, float *out_target_logprobs, int32_t *out_status) {
+                       const int32_t *tokens, const int32_t *flags, const int32_t *targets, const uint32_t *masks,
+                       int32_t *out_tokens, float *out_logits, float *out_target_logprobs, int32_t *out_status) {
   e->n_step_items = 0;
   e->msgs_len = 0;
   if (n_items < 0) return ss_fail(SS_ERR_INVALID_ARGUMENT, "ss_engine_step: n_items %d < 0", n_items);
@@ -539,7 +551,7 @@ static int engine_step(ss_engine *e, int32_t n_items, const int32_t *seq_ids, co
   for (int32_t i = 0; i < n_items; i++) {
     e->item_status[i] = SS_OK;
     e->item_msg[i] = -1;
-    if (check_item(e, i, stamp, seq_ids, n_tokens, tokens + off, flags, targets) && first_bad < 0) first_bad = i;
+    if (check_item(e, i, stamp, seq_ids, n_tokens, tokens + off, flags, targets, masks) && first_bad < 0) first_bad = i;
     off += n_tokens[i];
   }
   if (first_bad >= 0 && !out_status)
@@ -600,7 +612,9 @@ static int engine_step(ss_engine *e, int32_t n_items, const int32_t *seq_ids, co
     int32_t f = item_flags(flags, i);
     const float *row = e->items[k].want_logits ? e->logits + (size_t)row_k++ * vocab : NULL;
     k++;
-    if (out_tokens) out_tokens[i] = (row && (f & SS_STEP_SAMPLE)) ? ss_sample(&s->sampling, &s->rng, row, vocab, e->cand) : -1;
+    const uint32_t *mask = (f & SS_STEP_MASK) ? item_mask(e, masks, i) : NULL;
+    if (out_tokens)
+      out_tokens[i] = (row && (f & SS_STEP_SAMPLE)) ? ss_sample(&s->sampling, &s->rng, row, vocab, mask, e->cand) : -1;
     if (out_logits && row && (f & SS_STEP_LOGITS)) memcpy(out_logits + (size_t)i * vocab, row, (size_t)vocab * sizeof(float));
     if (out_target_logprobs)
       out_target_logprobs[i] = (row && targets && targets[i] >= 0) ? (float)ss_log_softmax_at(row, vocab, targets[i]) : NAN;
@@ -608,14 +622,21 @@ static int engine_step(ss_engine *e, int32_t n_items, const int32_t *seq_ids, co
   return SS_OK;
 }
 
-int ss_engine_step(ss_engine *e, int32_t n_items, const int32_t *seq_ids, const int32_t *n_tokens,
-                   const int32_t *tokens, const int32_t *flags, const int32_t *targets, int32_t *out_tokens,
-                   float *out_logits, float *out_target_logprobs, int32_t *out_status) {
+int ss_engine_step_masked(ss_engine *e, int32_t n_items, const int32_t *seq_ids, const int32_t *n_tokens,
+                          const int32_t *tokens, const int32_t *flags, const int32_t *targets, const uint32_t *masks,
+                          int32_t *out_tokens, float *out_logits, float *out_target_logprobs, int32_t *out_status) {
   if (!e) return ss_fail(SS_ERR_INVALID_ARGUMENT, "ss_engine_step: engine is NULL");
-  int rc = engine_step(e, n_items, seq_ids, n_tokens, tokens, flags, targets, out_tokens, out_logits,
+  int rc = engine_step(e, n_items, seq_ids, n_tokens, tokens, flags, targets, masks, out_tokens, out_logits,
                        out_target_logprobs, out_status);
   /* a whole-step failure: every item that had not failed on its own shares its status */
   if (rc != SS_OK && out_status)
     for (int32_t i = 0; i < n_items; i++) out_status[i] = i < e->n_step_items && e->item_status[i] ? e->item_status[i] : rc;
   return engine_status(e, rc);
+}
+
+int ss_engine_step(ss_engine *e, int32_t n_items, const int32_t *seq_ids, const int32_t *n_tokens,
+                   const int32_t *tokens, const int32_t *flags, const int32_t *targets, int32_t *out_tokens,
+                   float *out_logits, float *out_target_logprobs, int32_t *out_status) {
+  return ss_engine_step_masked(e, n_items, seq_ids, n_tokens, tokens, flags, targets, NULL, out_tokens, out_logits,
+                               out_target_logprobs, out_status);
 }

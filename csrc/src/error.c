@@ -38,6 +38,7 @@ const char *ss_status_name(int status) {
     case SS_ERR_BACKEND: return "SS_ERR_BACKEND";
     case SS_ERR_UNSUPPORTED: return "SS_ERR_UNSUPPORTED";
     case SS_ERR_LIMIT: return "SS_ERR_LIMIT";
+    case SS_ERR_EMPTY_MASK: return "SS_ERR_EMPTY_MASK";
     default: return "SS_ERR_UNKNOWN";
   }
 }

@@ -31,6 +31,31 @@ int32_t ss_argmax(const float *logits, int32_t n) {
   return best;
 }
 
+int32_t ss_mask_count(const uint32_t *mask, int32_t n) {
+  if (!mask) return n;
+  int32_t count = 0, full = n >> 5;
+  for (int32_t w = 0; w < full; w++) count += __builtin_popcount(mask[w]);
+  if (n & 31) count += __builtin_popcount(mask[full] & ((1u << (n & 31)) - 1u));
+  return count;
+}
+
+/* argmax over the allowed tokens; the first allowed one when all of them are NaN */
+static int32_t argmax_masked(const float *logits, int32_t n, const uint32_t *mask) {
+  int32_t best = -1, first = -1;
+  float bv = -INFINITY;
+  for (int32_t i = 0; i < n; i++) {
+    if (!ss_mask_allows(mask, i)) continue;
+    if (first < 0) first = i;
+    float v = logits[i];
+    if (isnan(v)) continue;
+    if (best < 0 || v > bv) {
+      bv = v;
+      best = i;
+    }
+  }
+  return best >= 0 ? best : first >= 0 ? first : 0;
+}
+
 double ss_log_softmax_at(const float *logits, int32_t n, int32_t target) {
   double m = -INFINITY;
   for (int32_t i = 0; i < n; i++) m = logits[i] > m ? logits[i] : m;
@@ -74,18 +99,19 @@ static void select_top_k(ss_candidate *c, int32_t n, int32_t k) {
   }
 }
 
-int32_t ss_sample(const ss_sampling *s, ss_rng *rng, const float *logits, int32_t n, ss_candidate *c) {
+int32_t ss_sample(const ss_sampling *s, ss_rng *rng, const float *logits, int32_t n, const uint32_t *mask,
+                  ss_candidate *c) {
   if (n <= 0) return 0;
-  if (!(s->temperature > 0.0f)) return ss_argmax(logits, n);
-  int32_t greedy = ss_argmax(logits, n);
+  int32_t greedy = mask ? argmax_masked(logits, n, mask) : ss_argmax(logits, n);
+  if (!(s->temperature > 0.0f)) return greedy;
   double inv_t = 1.0 / (double)s->temperature;
   double m = logits[greedy];
 
-  /* candidates: every token with a non-NaN logit */
+  /* candidates: every allowed token with a non-NaN logit */
   int32_t nc = 0;
   for (int32_t i = 0; i < n; i++)
-    if (!isnan(logits[i])) c[nc++] = (ss_candidate){logits[i], i};
-  if (nc == 0) return 0;
+    if (!isnan(logits[i]) && ss_mask_allows(mask, i)) c[nc++] = (ss_candidate){logits[i], i};
+  if (nc == 0) return greedy;
 
   int reduced = 0;
   if (s->top_k > 0 && s->top_k < nc) {

@@ -229,6 +229,38 @@ out:
   free(toks);
 }
 
+/* The device sampler under token masks (rows of the unmasked test's logits and parameters): rows 0-4
+ * allow the ids = 1 (mod 3), the last row nothing. Greedy rows give the best allowed id, sampled rows an
+ * allowed id within top_k of the allowed ids, the empty row -1. */
+static void test_masked_device_sampling(const float *lg, int rows, int vocab, const ssk_sample_params *p) {
+  int W = SS_MASK_WORDS(vocab);
+  uint32_t *masks = calloc((size_t)rows * W, sizeof *masks);
+  int32_t *out = malloc((size_t)rows * sizeof *out);
+  if (!masks || !out) goto done;
+  for (int r = 0; r < rows - 1; r++)
+    for (int i = 1; i < vocab; i += 3) masks[(size_t)r * W + i / 32] |= 1u << (i % 32);
+  int rc = ss_cuda_sample_host(0, lg, rows, vocab, p, masks, out);
+  CHECK(rc == 0, "masked device sampling: %s", ss_last_error());
+  if (rc) goto done;
+  for (int r = 0; r < rows - 1; r++) {
+    const float *x = lg + (size_t)r * vocab;
+    int best = 1, rank = 0;
+    for (int i = 4; i < vocab; i += 3)
+      if (x[i] > x[best]) best = i;
+    CHECK(out[r] >= 0 && out[r] < vocab && out[r] % 3 == 1, "row %d: masked sampling gave forbidden id %d", r,
+          out[r]);
+    if (out[r] < 0 || out[r] >= vocab) continue;
+    if (!(p[r].temperature > 0.0f) || p[r].top_k == 1)
+      CHECK(out[r] == best, "row %d: masked greedy %d, want the best allowed %d", r, out[r], best);
+    for (int i = 1; i < vocab; i += 3) rank += x[i] > x[out[r]];
+    if (p[r].top_k > 0) CHECK(rank < p[r].top_k, "row %d: allowed rank %d outside top_k %d", r, rank, p[r].top_k);
+  }
+  CHECK(out[rows - 1] == -1, "a row whose mask allows nothing gives -1 (got %d)", out[rows - 1]);
+done:
+  free(masks);
+  free(out);
+}
+
 static void test_device_sampling(void) {
   const int rows = 6, vocab = 5000;
   float *lg = malloc((size_t)rows * vocab * sizeof(float));
@@ -238,7 +270,7 @@ static void test_device_sampling(void) {
   ssk_sample_params p[6] = {{0.0f, 0, 1.0f, 0.5f}, {0.0f, 0, 1.0f, 0.5f},  {1.0f, 1, 1.0f, 0.3f},
                             {0.8f, 20, 1.0f, 0.9f}, {1.0f, 0, 0.05f, 0.7f}, {1.5f, 50, 0.5f, 0.999f}};
   int32_t out[6];
-  int rc = ss_cuda_sample_host(0, lg, rows, vocab, p, out);
+  int rc = ss_cuda_sample_host(0, lg, rows, vocab, p, NULL, out);
   CHECK(rc == 0, "device sampling: %s", ss_last_error());
   if (rc) goto done;
   CHECK(out[0] == argmax(lg, vocab, NULL), "device argmax %d != host %d", out[0], argmax(lg, vocab, NULL));
@@ -275,6 +307,7 @@ static void test_device_sampling(void) {
       CHECK(above < p[r].top_p * z * (1 + 1e-5), "row %d: token outside the top_p nucleus", r);
     }
   }
+  test_masked_device_sampling(lg, rows, vocab, p);
 done:
   free(lg);
 }

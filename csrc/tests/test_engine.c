@@ -570,6 +570,91 @@ static void test_engine_sampling(const tiny_model *t) {
   ss_engine_free(e);
 }
 
+/* Token masks through ss_engine_step_masked: a masked item samples only allowed tokens (greedy: the best
+ * allowed one by its own logits; temperature: never a forbidden one), an unmasked item beside it gives
+ * exactly the tokens it gives alone, SS_STEP_MASK without masks and an empty mask fail only their item
+ * (typed status, not fed), and the logits stay the model's. */
+static void test_step_masks(const tiny_model *t) {
+  int V = t->cfg.vocab, W = SS_MASK_WORDS(V);
+  enum { STEPS = 24 };
+  ss_engine *e = make_engine(&t->m, 1, 32, 8);
+  ss_engine *solo = make_engine(&t->m, 1, 32, 8);
+  if (!e || !solo) goto done;
+  int32_t a = make_seq(e, SS_POLICY_STREAMING, 4, 16), b = make_seq(e, SS_POLICY_STREAMING, 4, 16);
+  int32_t alone = make_seq(solo, SS_POLICY_STREAMING, 4, 16);
+  ss_seq_params hot = ss_seq_default_params();
+  hot.temperature = 1.0f;
+  hot.seed = 5;
+  int32_t c = -1;
+  CHECK(ss_seq_create(e, &hot, &c) == SS_OK, "hot sequence: %s", ss_last_error());
+  uint32_t *masks = calloc((size_t)3 * W, sizeof *masks);
+  float *logits = malloc((size_t)3 * V * sizeof *logits);
+  if (!masks || !logits) goto free_bufs;
+  /* row 0 (a, greedy): the even ids; row 1 (b): unmasked, garbage in its row; row 2 (c, hot): ids 3, 7, 11 */
+  for (int i = 0; i < V; i += 2) masks[i / 32] |= 1u << (i % 32);
+  for (int w = 0; w < W; w++) masks[W + w] = 0x5a5a5a5au;
+  masks[2 * W] = (1u << 3) | (1u << 7) | (1u << 11);
+  int32_t ids[3] = {a, b, c}, n[3] = {1, 1, 1}, cur[3] = {1, 1, 1};
+  int32_t flags[3] = {SS_STEP_SAMPLE | SS_STEP_LOGITS | SS_STEP_MASK, SS_STEP_SAMPLE, SS_STEP_SAMPLE | SS_STEP_MASK};
+  int32_t solo_cur = 1, all_even = 1, best = 1, same = 1, hot_ok = 1, masked_away = 0, st[3];
+  for (int s = 0; s < STEPS; s++) {
+    int32_t out[3], solo_out;
+    int rc = ss_engine_step_masked(e, 3, ids, n, cur, flags, NULL, masks, out, logits, NULL, st);
+    CHECK(rc == SS_OK && st[0] == SS_OK && st[1] == SS_OK && st[2] == SS_OK, "masked step %d: %s", s,
+          ss_last_error());
+    CHECK(ss_engine_step(solo, 1, &alone, n, &solo_cur, NULL, NULL, &solo_out, NULL, NULL, NULL) == SS_OK,
+          "solo step: %s", ss_last_error());
+    all_even &= out[0] % 2 == 0;
+    int32_t ref = 0; /* best even id by the returned (unmasked) logits, lowest index on ties */
+    for (int i = 2; i < V; i += 2)
+      if (logits[i] > logits[ref]) ref = i;
+    best &= out[0] == ref;
+    masked_away += ss_argmax_ref(logits, V) % 2 == 1;
+    same &= out[1] == solo_out;
+    hot_ok &= out[2] == 3 || out[2] == 7 || out[2] == 11;
+    cur[0] = out[0];
+    cur[1] = solo_cur = out[1];
+    cur[2] = out[2];
+  }
+  CHECK(all_even && best, "masked greedy samples the best allowed token (even ids only)");
+  CHECK(same, "the unmasked item of a masked batch gives the tokens it gives alone");
+  CHECK(hot_ok, "masked temperature sampling never draws a forbidden token");
+  CHECK(masked_away > 0, "the returned logits are the model's: their argmax was a forbidden id at %d steps",
+        masked_away);
+
+  /* item errors: SS_STEP_MASK with no masks; an empty row (only bits past the vocabulary) */
+  ss_seq_stats before_a, before_b, after;
+  ss_seq_get_stats(e, a, &before_a);
+  ss_seq_get_stats(e, b, &before_b);
+  int32_t out[3];
+  int32_t f1[2] = {SS_STEP_SAMPLE | SS_STEP_MASK, SS_STEP_SAMPLE};
+  CHECK(ss_engine_step_masked(e, 2, ids, n, cur, f1, NULL, NULL, out, NULL, NULL, st) == SS_OK &&
+            st[0] == SS_ERR_INVALID_ARGUMENT && st[1] == SS_OK && out[0] == -1 && out[1] >= 0 &&
+            strstr(ss_engine_item_error(e, 0), "SS_STEP_MASK"),
+        "SS_STEP_MASK without masks fails its item only: %s", ss_engine_item_error(e, 0));
+  CHECK(ss_engine_step(e, 1, ids, n, cur, f1, NULL, out, NULL, NULL, NULL) == SS_ERR_INVALID_ARGUMENT,
+        "ss_engine_step refuses SS_STEP_MASK");
+  memset(masks, 0, (size_t)W * sizeof *masks);
+  if (V % 32) masks[W - 1] = ~((1u << (V % 32)) - 1u);
+  cur[1] = out[1];
+  CHECK(ss_engine_step_masked(e, 2, ids, n, cur, f1, NULL, masks, out, NULL, NULL, st) == SS_OK &&
+            st[0] == SS_ERR_EMPTY_MASK && st[1] == SS_OK && out[0] == -1 &&
+            strcmp(ss_status_name(SS_ERR_EMPTY_MASK), "SS_ERR_EMPTY_MASK") == 0,
+        "an empty mask is SS_ERR_EMPTY_MASK for its item: %s", ss_engine_item_error(e, 0));
+  ss_seq_get_stats(e, a, &after);
+  CHECK(after.n_seen == before_a.n_seen, "a failed masked item is not fed");
+  ss_seq_get_stats(e, b, &after);
+  CHECK(after.n_seen == before_b.n_seen + 2, "its neighbour was fed in both steps");
+  CHECK(ss_engine_step_masked(e, 1, ids, n, cur, f1, NULL, masks, out, NULL, NULL, NULL) == SS_ERR_EMPTY_MASK,
+        "without out_status an empty mask fails the step");
+free_bufs:
+  free(masks);
+  free(logits);
+done:
+  ss_engine_free(e);
+  ss_engine_free(solo);
+}
+
 /* n_threads must not change a single bit of the results */
 static void test_threads_identical(const tiny_model *t) {
   int V = t->cfg.vocab;
@@ -706,6 +791,7 @@ int main(void) {
   test_kv_bytes_per_token(&t);
   test_error_slots(&t);
   test_engine_sampling(&t);
+  test_step_masks(&t);
   test_threads_identical(&t);
   tiny_model_free(&t);
   test_stories260k();

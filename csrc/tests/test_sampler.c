@@ -12,15 +12,15 @@ static void test_greedy(void) {
   ss_rng r;
   ss_rng_seed(&r, 1);
   uint64_t before = r.state;
-  CHECK(ss_sample(&g, &r, l, 6, c) == 1, "temperature 0 is greedy");
+  CHECK(ss_sample(&g, &r, l, 6, NULL, c) == 1, "temperature 0 is greedy");
   CHECK(r.state == before, "greedy does not consume randomness");
   /* top-k = 1 and a tiny top-p are greedy, whatever the temperature and seed */
   for (uint64_t seed = 0; seed < 50; seed++) {
     ss_rng_seed(&r, seed);
     ss_sampling k1 = {1.5f, 1, 1.0f}, p0 = {1.5f, 0, 1e-6f}, kp = {2.0f, 3, 1e-6f};
-    CHECK(ss_sample(&k1, &r, l, 5, c) == 1, "top_k 1 == greedy (seed %llu)", (unsigned long long)seed);
-    CHECK(ss_sample(&p0, &r, l, 5, c) == 1, "tiny top_p == greedy (seed %llu)", (unsigned long long)seed);
-    CHECK(ss_sample(&kp, &r, l, 5, c) == 1, "top_k 3 + tiny top_p == greedy (seed %llu)", (unsigned long long)seed);
+    CHECK(ss_sample(&k1, &r, l, 5, NULL, c) == 1, "top_k 1 == greedy (seed %llu)", (unsigned long long)seed);
+    CHECK(ss_sample(&p0, &r, l, 5, NULL, c) == 1, "tiny top_p == greedy (seed %llu)", (unsigned long long)seed);
+    CHECK(ss_sample(&kp, &r, l, 5, NULL, c) == 1, "top_k 3 + tiny top_p == greedy (seed %llu)", (unsigned long long)seed);
   }
 }
 
@@ -48,14 +48,15 @@ static void test_rng(void) {
         sum / 10000);
 }
 
-/* sample `n` draws; counts[V] */
-static void draw(const ss_sampling *s, uint64_t seed, const float *l, int V, int n, int *counts) {
+/* sample `n` draws among the tokens `mask` allows (NULL: all); counts[V] */
+static void draw(const ss_sampling *s, uint64_t seed, const float *l, int V, const uint32_t *mask, int n,
+                 int *counts) {
   ss_rng r;
   ss_rng_seed(&r, seed);
   ss_candidate c[64];
   memset(counts, 0, (size_t)V * sizeof(int));
   for (int i = 0; i < n; i++) {
-    int32_t tok = ss_sample(s, &r, l, V, c);
+    int32_t tok = ss_sample(s, &r, l, V, mask, c);
     if (tok >= 0 && tok < V) counts[tok]++;
   }
 }
@@ -86,7 +87,7 @@ static void test_distributions(void) {
   double z = 0;
   for (int i = 0; i < V; i++) z += (p[i] = exp(l[i] / 0.8));
   for (int i = 0; i < V; i++) p[i] /= z;
-  draw(&s, 12345, l, V, N, counts);
+  draw(&s, 12345, l, V, NULL, N, counts);
   double x = chi2(counts, p, V, N, &bad);
   CHECK(x < 25.0, "temperature 0.8: chi-square %.2f (5 dof) too large", x); /* p ~ 1e-4 */
   CHECK(x > 0.05, "temperature 0.8: chi-square %.3f suspiciously small", x);
@@ -96,7 +97,7 @@ static void test_distributions(void) {
   z = 0;
   for (int i = 0; i < V; i++) p[i] = (i == 2 || i == 4 || i == 0) ? exp(l[i]) : 0, z += p[i];
   for (int i = 0; i < V; i++) p[i] /= z;
-  draw(&k, 7, l, V, N, counts);
+  draw(&k, 7, l, V, NULL, N, counts);
   x = chi2(counts, p, V, N, &bad);
   CHECK(bad == 0 && x < 20.0, "top_k 3: chi-square %.2f (2 dof), %d draws outside the top 3", x, bad);
 
@@ -109,7 +110,7 @@ static void test_distributions(void) {
   CHECK(exp(l[2]) / full < 0.6 && (exp(l[2]) + exp(l[4])) / full >= 0.6, "test premise: nucleus is {2, 4}");
   for (int i = 0; i < V; i++) p[i] = (i == 2 || i == 4) ? exp(l[i]) : 0, z += p[i];
   for (int i = 0; i < V; i++) p[i] /= z;
-  draw(&tp, 99, l, V, N, counts);
+  draw(&tp, 99, l, V, NULL, N, counts);
   x = chi2(counts, p, V, N, &bad);
   CHECK(bad == 0 && x < 15.0, "top_p 0.6: chi-square %.2f (1 dof), %d draws outside the nucleus", x, bad);
 
@@ -122,9 +123,9 @@ static void test_distributions(void) {
   ss_candidate cand[V];
   int same = 1, diff = 0;
   for (int i = 0; i < 200; i++) {
-    a[i] = ss_sample(&s, &r1, l, V, cand);
-    b[i] = ss_sample(&s, &r2, l, V, cand);
-    c2[i] = ss_sample(&s, &r3, l, V, cand);
+    a[i] = ss_sample(&s, &r1, l, V, NULL, cand);
+    b[i] = ss_sample(&s, &r2, l, V, NULL, cand);
+    c2[i] = ss_sample(&s, &r3, l, V, NULL, cand);
     same &= a[i] == b[i];
     diff += a[i] != c2[i];
   }
@@ -181,7 +182,7 @@ static void test_nucleus_large(void) {
     ss_rng_seed(&r, st++);
     int outside = 0, seen[V] = {0}, distinct = 0;
     for (int n = 0; n < N; n++) {
-      int32_t t = ss_sample(&sp, &r, l, V, c);
+      int32_t t = ss_sample(&sp, &r, l, V, NULL, c);
       if (t < 0 || t >= V || p[t] < last * (1 - 1e-9)) outside++;
       else if (!seen[t]++) distinct++;
     }
@@ -191,7 +192,74 @@ static void test_nucleus_large(void) {
   }
 }
 
+/* A token mask: disallowed tokens are never drawn, the rest keep their renormalised probabilities
+ * (top_k / top_p over the allowed tokens), greedy is the best allowed token, an all-ones mask changes
+ * nothing (same draws as no mask), and bits past the vocabulary do not count. */
+static void test_mask(void) {
+  enum { V = 6, N = 40000 };
+  const float l[V] = {1.0f, 0.2f, 2.0f, -0.5f, 1.5f, 0.0f};
+  const uint32_t no2 = 0x3bu; /* {0, 1, 3, 4, 5}: the argmax 2 is forbidden */
+  ss_candidate c[V];
+  ss_rng r;
+  ss_rng_seed(&r, 1);
+  ss_sampling g = {0.0f, 0, 1.0f};
+  CHECK(ss_sample(&g, &r, l, V, &no2, c) == 4, "greedy under a mask picks the best allowed token (4)");
+  const uint32_t tie = 0x22u; /* {1, 5} with equal logits below */
+  const float eq[V] = {9.0f, 3.0f, 9.0f, 0.0f, 0.0f, 3.0f};
+  CHECK(ss_sample(&g, &r, eq, V, &tie, c) == 1, "masked greedy: lowest allowed index on ties");
+  const uint32_t only3 = 0x8u;
+  ss_sampling hot = {1.5f, 2, 0.5f};
+  int ok = 1;
+  for (int i = 0; i < 200; i++) ok &= ss_sample(&hot, &r, l, V, &only3, c) == 3;
+  CHECK(ok, "a mask of one token always gives that token, with top_k and top_p set");
+
+  int counts[V], bad;
+  double p[V], z = 0;
+  ss_sampling t = {1.0f, 0, 1.0f};
+  for (int i = 0; i < V; i++) z += (p[i] = ss_mask_allows(&no2, i) ? exp(l[i]) : 0);
+  for (int i = 0; i < V; i++) p[i] /= z;
+  draw(&t, 321, l, V, &no2, N, counts);
+  double x = chi2(counts, p, V, N, &bad);
+  CHECK(bad == 0 && x < 25.0, "masked temperature 1: chi-square %.2f (4 dof), %d draws of token 2", x, bad);
+
+  /* top_k 2 among the allowed {0, 1, 3, 4, 5}: {4, 0} */
+  ss_sampling k = {1.0f, 2, 1.0f};
+  z = 0;
+  for (int i = 0; i < V; i++) z += (p[i] = (i == 4 || i == 0) ? exp(l[i]) : 0);
+  for (int i = 0; i < V; i++) p[i] /= z;
+  draw(&k, 77, l, V, &no2, N, counts);
+  x = chi2(counts, p, V, N, &bad);
+  CHECK(bad == 0 && x < 20.0, "masked top_k 2: chi-square %.2f (1 dof), %d draws outside {0, 4}", x, bad);
+
+  /* top_p 0.5 of the allowed mass: 4 (.45 of it) alone is short, {4, 0} reaches it */
+  ss_sampling tp = {1.0f, 0, 0.5f};
+  double allowed = 0;
+  for (int i = 0; i < V; i++) allowed += ss_mask_allows(&no2, i) ? exp(l[i]) : 0;
+  CHECK(exp(l[4]) / allowed < 0.5 && (exp(l[4]) + exp(l[0])) / allowed >= 0.5, "test premise: nucleus {4, 0}");
+  draw(&tp, 78, l, V, &no2, N, counts);
+  x = chi2(counts, p, V, N, &bad);
+  CHECK(bad == 0 && x < 20.0, "masked top_p 0.5: chi-square %.2f (1 dof), %d draws outside {0, 4}", x, bad);
+
+  /* all allowed = no mask, draw for draw */
+  const uint32_t all = 0xffffffffu;
+  ss_rng r1, r2;
+  ss_rng_seed(&r1, 9);
+  ss_rng_seed(&r2, 9);
+  ss_sampling mix = {0.9f, 4, 0.8f};
+  int same = 1;
+  for (int i = 0; i < 500; i++) same &= ss_sample(&mix, &r1, l, V, &all, c) == ss_sample(&mix, &r2, l, V, NULL, c);
+  CHECK(same, "an all-ones mask draws exactly what no mask draws");
+
+  CHECK(ss_mask_count(NULL, 70) == 70, "no mask: every token");
+  const uint32_t words[3] = {0xffffffffu, 0x1u, 0xffffffc0u}; /* 32 + 1 + bits 70.. of a 70-token vocab */
+  CHECK(ss_mask_count(words, 70) == 33, "mask count ignores bits past the vocabulary (got %d)",
+        ss_mask_count(words, 70));
+  const uint32_t past[2] = {0, 0xfffffff0u}; /* only ids 36.. set, vocab 36 */
+  CHECK(ss_mask_count(past, 36) == 0, "a mask with only ids past the vocabulary allows nothing");
+}
+
 int main(void) {
+  test_mask();
   test_nucleus_large();
   test_greedy();
   test_rng();

@@ -17,6 +17,7 @@ import { sequenceOptions } from "../response/options.ts";
 import { type Finished, type ResponseContext, ResponseRun, type ResponseSink } from "../response/runner.ts";
 import { Conversation } from "../scheduler/scheduler.ts";
 import { ChatRequestSchema, logprobsOf, stopStrings, toMessages } from "./chat_request.ts";
+import { chatFormat, formatSpec } from "../grammar/format.ts";
 import type { TokenLogprob } from "../response/logprobs.ts";
 import { chatParamProblem } from "./chat_unsupported.ts";
 import { openaiError } from "./errors.ts";
@@ -83,6 +84,7 @@ export async function chatCompletions(c: Context, ctx: CompletionContext): Promi
     },
     stops: stopStrings(req),
     logprobs,
+    format: formatSpec(chatFormat(req.response_format), "response_format"),
     // Backpressure, as for a Realtime socket: a stream whose client does not read is paused while the
     // connection's send queue holds more than --backpressure-bytes (our server says how much, c.env).
     isPaused: sse && env ? () => (env.bufferedAmount ?? 0) > cfg.backpressureBytes : undefined,

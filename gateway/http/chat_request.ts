@@ -3,6 +3,7 @@ import { z } from "zod";
 import type { ChatMessage } from "../chat/template.ts";
 import { TemperatureSchema } from "../config/config.ts";
 import { MAX_TOP_LOGPROBS } from "../response/logprobs.ts";
+import { ChatResponseFormatSchema } from "../grammar/format.ts";
 
 const Content = z.union([
   z.string(),
@@ -29,6 +30,8 @@ export const ChatRequestSchema = z.object({
   stop: z.union([z.string(), z.array(z.string().min(1)).max(4)]).nullable().optional(),
   logprobs: z.boolean().nullable().optional(),
   top_logprobs: z.number().int().min(0).max(MAX_TOP_LOGPROBS).nullable().optional(),
+  /** Structured outputs (gateway/grammar/format.ts). */
+  response_format: ChatResponseFormatSchema.nullable().optional(),
   /** Values other than 1 are refused as unsupported (chat_unsupported.ts). */
   n: z.number().int().min(1).nullable().optional(),
 }).loose().refine((r) => r.top_logprobs == null || r.logprobs === true, {

@@ -22,11 +22,6 @@ export const CHAT_UNSUPPORTED: readonly UnsupportedRule[] = [
   { param: "tool_choice", why: NO_TOOLS, asks: asksUnless("none", "auto") },
   { param: "functions", why: NO_TOOLS },
   { param: "function_call", why: NO_TOOLS, asks: asksUnless("none", "auto") },
-  {
-    param: "response_format",
-    why: "structured outputs (json_object, json_schema) are not implemented",
-    asks: (v) => !isEmptyValue(v) && (v as { type?: unknown }).type !== "text",
-  },
   { param: "n", why: "one choice per request", asks: (v) => v != null && v !== 1 },
   { param: "audio", why: NO_AUDIO },
   { param: "modalities", why: NO_AUDIO, asks: asksAudio },
@@ -61,6 +56,7 @@ const CHAT_KNOWN: ReadonlySet<string> = new Set([
   "stop",
   "logprobs",
   "top_logprobs",
+  "response_format",
   "parallel_tool_calls",
   ...ACCEPTED_HINTS,
 ]);

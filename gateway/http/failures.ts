@@ -22,6 +22,9 @@ export const REQUEST_PARAM: Record<string, string> = {
 
 /** Why a completion did not start, as an HTTP error. */
 export function notStartedFailure(o: NotStarted, input = "messages"): Failure {
+  if (o.kind === "invalid" && o.param !== undefined) {
+    return { status: 400, code: "invalid_value", message: o.message, param: o.param };
+  }
   if (o.kind === "invalid" && o.field !== undefined) {
     return {
       status: 400,

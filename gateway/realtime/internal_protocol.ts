@@ -21,6 +21,7 @@
  *    `event_id` of the restore event (e.g. `server_busy` when the KV budget has no room).
  */
 import { z } from "zod";
+import { TextFormatSchema } from "../grammar/format.ts";
 import type { SequenceLimits } from "../../runtime/types.ts";
 import { TemperatureSchema } from "../config/server_options.ts";
 import { sinkstreamSessionSchema } from "./protocol.ts";
@@ -63,6 +64,8 @@ export function sessionStateSchema(limits: SequenceLimits) {
     sent_instructions: z.string().nullable(),
     max_output_tokens: z.union([z.number().int().min(1), z.literal("inf")]),
     temperature: TemperatureSchema,
+    /** The session's output format (`session.text.format`); absent or null: plain text. */
+    text_format: TextFormatSchema.nullable().optional(),
     sinkstream: sinkstreamSessionSchema(limits),
   });
 }

@@ -7,6 +7,7 @@ import { z } from "zod";
 import type { SequenceLimits } from "../../runtime/types.ts";
 import { TemperatureSchema } from "../config/server_options.ts";
 import { apiError, type ErrorCode } from "../errors.ts";
+import { TextConfigSchema } from "../grammar/format.ts";
 
 /**
  * Our namespaced extension of `session` (session.update) — cache and sampling settings. The numeric
@@ -43,6 +44,8 @@ export function sessionUpdateSchema(limits: SequenceLimits) {
       output_modalities: modalities.optional(),
       modalities: modalities.optional(),
       model: z.string().optional(),
+      /** Our extension: structured outputs as the Responses API's `text.format` (gateway/grammar/format.ts). */
+      text: TextConfigSchema.optional(),
       sinkstream: sinkstreamSessionSchema(limits).optional(),
     }),
   });
@@ -79,6 +82,8 @@ export const ResponseCreateSchema = z.object({
     modalities: modalities.optional(),
     conversation: z.enum(["auto"]).optional(),
     metadata: z.record(z.string(), z.string()).nullable().optional(),
+    /** This response's output format, in place of the session's (our extension, as in session.update). */
+    text: TextConfigSchema.optional(),
   }).optional(),
 });
 

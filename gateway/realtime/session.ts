@@ -16,6 +16,7 @@ import { InputLedger, utf8Bytes } from "../response/input_budget.ts";
 import { sequenceOptions } from "../response/options.ts";
 import { type ResponseContext, ResponseRun } from "../response/runner.ts";
 import { Conversation } from "../scheduler/scheduler.ts";
+import { formatSpec, textFormat, textFormatObject, type TextFormatRequest } from "../grammar/format.ts";
 import {
   errorEvent,
   ItemCreateSchema,
@@ -100,6 +101,8 @@ export class RealtimeSession implements ResponseHost {
   maxOutputTokens: number | "inf";
   temperature: number;
   ext: SinkstreamSession = {};
+  /** The session's output format as `session.text.format` set it (our extension); null: plain text. */
+  textFormat: TextFormatRequest | null = null;
   /** Ids of the conversation's latest items, oldest first (at most REMEMBERED_IDS). */
   #ids: string[] = [];
   #idSet = new Set<string>();
@@ -149,6 +152,7 @@ export class RealtimeSession implements ResponseHost {
       instructions: this.instructions,
       max_output_tokens: this.maxOutputTokens,
       temperature: this.temperature,
+      text: { format: textFormatObject(textFormat(this.textFormat)) },
       tools: [],
       tool_choice: "none",
       sinkstream: {
@@ -211,6 +215,7 @@ export class RealtimeSession implements ResponseHost {
       sent_instructions: this.#sentInstructions,
       max_output_tokens: this.maxOutputTokens,
       temperature: this.temperature,
+      text_format: this.textFormat,
       sinkstream: { ...this.ext },
     };
   }
@@ -222,6 +227,7 @@ export class RealtimeSession implements ResponseHost {
     this.#sentInstructions = s.sent_instructions;
     this.maxOutputTokens = s.max_output_tokens;
     this.temperature = s.temperature;
+    this.textFormat = s.text_format ?? null;
     this.ext = { ...s.sinkstream };
     Object.assign(this.conv.options, sequenceOptions(this.ctx.config, this.ext));
   }
@@ -372,6 +378,7 @@ export class RealtimeSession implements ResponseHost {
     const mot = s.max_output_tokens ?? s.max_response_output_tokens;
     if (mot !== undefined) this.maxOutputTokens = mot;
     if (s.temperature !== undefined) this.temperature = s.temperature;
+    if (s.text?.format !== undefined) this.textFormat = s.text.format;
     this.send({ type: "session.updated", session: this.sessionObject() });
   }
 
@@ -444,6 +451,9 @@ export class RealtimeSession implements ResponseHost {
     }
     for (const p of taken) messages.push({ role: p.item.role, content: textOf(p.item) });
     const maxTokens = p.max_output_tokens ?? this.maxOutputTokens;
+    const format = p.text?.format !== undefined
+      ? formatSpec(textFormat(p.text.format), "response.text.format")
+      : formatSpec(textFormat(this.textFormat), "session.text.format");
     this.link?.rememberFedTokens();
     const response = new RealtimeResponse(this, maxTokens, p.metadata ?? null);
     const run = new ResponseRun(this.ctx, {
@@ -452,6 +462,7 @@ export class RealtimeSession implements ResponseHost {
       first: this.#turns === 0,
       maxTokens: maxTokens === "inf" ? Infinity : maxTokens,
       sampling: this.#sampling(this.ext, p.temperature ?? this.temperature),
+      format,
       isPaused: () => {
         const s = this.socket;
         return s !== null && s.bufferedAmount > this.ctx.config.backpressureBytes;
@@ -482,7 +493,9 @@ export class RealtimeSession implements ResponseHost {
       }
       if (this.active === active) this.active = null;
       this.#unsent = [...taken, ...this.#unsent];
-      if (o.kind === "invalid" && o.field !== undefined) {
+      if (o.kind === "invalid" && o.param !== undefined) {
+        this.sendError("invalid_value", o.message, eventId, o.param);
+      } else if (o.kind === "invalid" && o.field !== undefined) {
         this.sendError("invalid_value", o.message, eventId, SETTING_PARAM[o.field] ?? null);
       } else if (o.kind === "invalid") {
         this.sendError("invalid_value", `cannot render the turn: ${o.message}`, eventId);

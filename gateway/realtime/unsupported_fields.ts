@@ -60,6 +60,7 @@ const SESSION_KNOWN: ReadonlySet<string> = new Set([
   "max_output_tokens",
   "max_response_output_tokens",
   "temperature",
+  "text",
   "sinkstream",
   "parallel_tool_calls",
 ]);
@@ -77,6 +78,7 @@ const RESPONSE_KNOWN: ReadonlySet<string> = new Set([
   "temperature",
   "conversation",
   "metadata",
+  "text",
   "parallel_tool_calls",
 ]);
 

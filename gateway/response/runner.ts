@@ -28,6 +28,8 @@ import type { Conversation, FinishReason, Scheduler } from "../scheduler/schedul
 import { type Admission, isRefusal, type Refusal } from "./admission.ts";
 import { type InputBudget, PROMPT_TOKEN_BYTES } from "./input_budget.ts";
 import { LogprobReader, type TokenLogprob } from "./logprobs.ts";
+import type { FormatSpec } from "../grammar/format.ts";
+import { GrammarError, type GrammarSource, type TokenConstraint } from "../grammar/grammars.ts";
 
 /** Renders a turn to tokens (gateway/chat/template.ts: large turns off the event loop). */
 export interface TurnRenderer {
@@ -51,6 +53,8 @@ export interface ResponseContext {
   inputBudget: InputBudget;
   /** Tokens one rendered turn may have; 0 = no cap (`--max-prompt-tokens`). */
   maxPromptTokens: number;
+  /** Constrained decoding (structured outputs), loaded on first use. */
+  grammars: GrammarSource;
 }
 
 export interface ResponseSpec {
@@ -68,6 +72,12 @@ export interface ResponseSpec {
   logprobs?: number;
   /** Keep the ids of the rendered turn and of the generated tokens in the outcome (`Finished.tokens`). */
   recordTokens?: boolean;
+  /**
+   * Structured output: every sampled token is constrained to the format (gateway/grammar/), and the
+   * response ends ("stop") once the text is complete. `param` names where the request set it, for the error
+   * when its schema cannot be compiled.
+   */
+  format?: FormatSpec;
 }
 
 export interface ResponseSink {
@@ -107,6 +117,8 @@ export type NotStarted =
     kind: "invalid";
     message: string; /** The SequenceOptions option at fault, when known. */
     field?: string;
+    /** The request parameter at fault, when known (an output format's schema). */
+    param?: string;
   }
   | { kind: "too_large"; message: string }
   | ({ kind: "refused" } & Refusal);
@@ -138,6 +150,25 @@ export class ResponseRun {
   }
 
   async #run(): Promise<Outcome> {
+    const { ctx, spec } = this;
+    let constraint: TokenConstraint | null = null;
+    if (spec.format) {
+      try {
+        constraint = await (await ctx.grammars.get()).constraint(spec.format.value);
+      } catch (e) {
+        if (!(e instanceof GrammarError)) throw e;
+        return this.#notStarted({ kind: "invalid", message: e.message, param: spec.format.param });
+      }
+    }
+    try {
+      return await this.#render(constraint);
+    } finally {
+      constraint?.dispose();
+    }
+  }
+
+  /** Stage 1 (after the format's grammar is ready). */
+  async #render(constraint: TokenConstraint | null): Promise<Outcome> {
     const { ctx, spec } = this;
     let prompt: number[];
     try {
@@ -174,14 +205,14 @@ export class ResponseRun {
     const over = ctx.inputBudget.hold(promptBytes, "this turn");
     if (over) return this.#notStarted({ kind: "refused", code: over.code, message: over.message });
     try {
-      return await this.#stream(prompt);
+      return await this.#stream(prompt, constraint);
     } finally {
       ctx.inputBudget.release(promptBytes);
     }
   }
 
   /** Stages 2-4 for a rendered prompt. */
-  async #stream(prompt: number[]): Promise<Outcome> {
+  async #stream(prompt: number[], constraint: TokenConstraint | null): Promise<Outcome> {
     const { ctx, spec, sink } = this;
     const detok = new Detokenizer(ctx.tokenizer, { stripLeadingSpace: !ctx.renderer.usesTemplate });
     const stops = new StopMatcher(spec.stops ?? []);
@@ -192,6 +223,7 @@ export class ResponseRun {
     const all: TokenLogprob[] | null = reader ? [] : null;
     let unsent: TokenLogprob[] = [];
     const tokens = spec.recordTokens ? { turn: prompt, output: [] as number[] } : null;
+    let produced = 0;
     const take = () => {
       const t = unsent;
       unsent = [];
@@ -204,8 +236,11 @@ export class ResponseRun {
       stopTokens: new Set([ctx.tokenizer.eosId]),
       isPaused: spec.isPaused,
       logits: reader !== null,
+      mask: constraint ? () => constraint.nextMask(spec.maxTokens - produced) : undefined,
       // Hot path, once per token.
       onToken: (token, logits) => {
+        produced++;
+        const complete = constraint !== null && constraint.accept(token);
         tokens?.output.push(token);
         if (reader && logits) {
           const entry = reader.read(token, logits);
@@ -219,7 +254,7 @@ export class ResponseRun {
             metrics.gatewayTokenLatency.observe((performance.now() - scheduler.stepResolvedAt) / 1000);
           }
         }
-        return stops.stopped;
+        return stops.stopped || complete;
       },
     });
     if (isRefusal(job)) return this.#notStarted({ kind: "refused", ...job });

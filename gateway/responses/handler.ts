@@ -18,6 +18,7 @@ import { ResponseRun } from "../response/runner.ts";
 import { Conversation } from "../scheduler/scheduler.ts";
 import type { ServerEnv } from "../server/upgrade.ts";
 import type { ChatMessage } from "../chat/template.ts";
+import { formatSpec, textFormat } from "../grammar/format.ts";
 import { keepShape, keptTokens } from "./kept_tokens.ts";
 import { type CacheSource, ResponseObjects, responsesUsage } from "./objects.ts";
 import {
@@ -98,6 +99,7 @@ export async function createResponse(c: Context, ctx: ResponsesContext): Promise
   }
   messages.push(...inputMessages(req));
   const logprobs = responsesLogprobs(req);
+  const format = formatSpec(textFormat(req.text?.format), "text.format");
   const stored = req.store !== false;
   const temperature = req.temperature ?? cfg.temperature;
   const topP = req.top_p ?? 1;
@@ -113,6 +115,7 @@ export async function createResponse(c: Context, ctx: ResponsesContext): Promise
     topLogprobs: req.top_logprobs ?? 0,
     metadata: req.metadata ?? {},
     logprobs: logprobs !== undefined,
+    format: format?.value ?? null,
   }, sse ? (type, ev) => sse.sendNamed(type, ev) : null);
   const record: StoredResponse | null = stored
     ? {
@@ -135,6 +138,7 @@ export async function createResponse(c: Context, ctx: ResponsesContext): Promise
     sampling: { temperature, topP },
     isPaused: sse && env ? () => (env.bufferedAmount ?? 0) > cfg.backpressureBytes : undefined,
     logprobs,
+    format,
     recordTokens: record !== null,
   }, {
     onStart: () => {

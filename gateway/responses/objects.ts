@@ -6,6 +6,7 @@
  *   response.output_text.delta ..., response.output_text.done, response.content_part.done,
  *   response.output_item.done, then response.completed | response.incomplete | response.failed.
  */
+import { type OutputFormat, textFormatObject } from "../grammar/format.ts";
 import type { Finished } from "../response/runner.ts";
 import type { TokenLogprob } from "../response/logprobs.ts";
 import { type CacheUsage, cacheUsage } from "../response/cache_usage.ts";
@@ -30,6 +31,8 @@ export interface ResponseParams {
   metadata: Record<string, string>;
   /** Include logprobs in the output text (include: message.output_text.logprobs). */
   logprobs: boolean;
+  /** The output format (text.format); null for plain text. */
+  format: OutputFormat | null;
 }
 
 export interface ResponsesUsage {
@@ -117,7 +120,7 @@ export class ResponseObjects {
       service_tier: "default",
       store: p.store,
       temperature: p.temperature,
-      text: { format: { type: "text" } },
+      text: { format: textFormatObject(p.format) },
       tool_choice: "auto",
       tools: [],
       top_logprobs: p.topLogprobs,

@@ -6,6 +6,7 @@ import { z } from "zod";
 import type { ChatMessage } from "../chat/template.ts";
 import { TemperatureSchema } from "../config/config.ts";
 import { MAX_TOP_LOGPROBS } from "../response/logprobs.ts";
+import { TextConfigSchema } from "../grammar/format.ts";
 import {
   ACCEPTED_HINTS,
   asksUnless,
@@ -46,6 +47,8 @@ export const ResponsesRequestSchema = z.object({
     .refine((m) => m == null || Object.keys(m).length <= 16, "at most 16 pairs"),
   top_logprobs: z.number().int().min(0).max(MAX_TOP_LOGPROBS).nullable().optional(),
   include: z.array(z.string()).nullable().optional(),
+  /** Structured outputs: text.format (gateway/grammar/format.ts). */
+  text: TextConfigSchema.nullable().optional(),
 }).loose();
 
 export type ResponsesRequest = z.infer<typeof ResponsesRequestSchema>;
@@ -55,11 +58,6 @@ const NO_TOOLS = "tools (function calling, built-in tools) are not implemented";
 export const RESPONSES_UNSUPPORTED: readonly UnsupportedRule[] = [
   { param: "tools", why: NO_TOOLS },
   { param: "tool_choice", why: NO_TOOLS, asks: asksUnless("none", "auto") },
-  {
-    param: "text.format",
-    why: "structured outputs (json_object, json_schema) are not implemented",
-    asks: (v) => !isEmptyValue(v) && (v as { type?: unknown }).type !== "text",
-  },
   {
     param: "include",
     why: `only "${INCLUDE_LOGPROBS}" is available`,

@@ -46,6 +46,11 @@ export interface GenerateRequest {
    * logprobs): `onToken` then gets them, valid only during the call.
    */
   logits?: boolean;
+  /**
+   * Constrained decoding: called before each step that samples for this job, for the token mask of that
+   * sample (StepItem.mask); the step waits for it. Absent: the job samples from the whole vocabulary.
+   */
+  mask?: () => Promise<Uint32Array>;
   /** Delivers one generated token (and, with `logits`, the raw logits it was sampled from). Return true to stop the response here. */
   onToken: (token: number, logits?: Float32Array) => boolean | void;
 }
@@ -91,6 +96,7 @@ export interface BatchItem extends StepItem {
   tokens: number[];
   sample: boolean;
   logits: boolean;
+  mask?: Uint32Array;
 }
 
 export class Job implements JobHandle {

@@ -75,6 +75,8 @@ export class Scheduler {
   /** Jobs in #jobs that are done since the last compaction (removed lazily: no O(n) splice per job). */
   #doneInList = 0;
   #liveSeqCount = 0;
+  /** Jobs not done that ask for token masks (GenerateRequest.mask): steps await masks only when > 0. */
+  #constrained = 0;
   #rr = 0;
   #toFree: Conversation[] = [];
   /** Calls waiting for the step in flight to return (betweenSteps). */
@@ -139,6 +141,7 @@ export class Scheduler {
       return job;
     }
     conv.job = job;
+    if (req.mask) this.#constrained++;
     this.#jobs.push(job);
     this.#kick();
     return job;
@@ -214,6 +217,7 @@ export class Scheduler {
     if (job.status === "done") return;
     job.status = "done";
     this.#doneInList++;
+    if (job.req.mask) this.#constrained--;
     const conv = job.conv;
     if (conv.job === job) conv.job = null;
     // Whatever was given to this job but not fed stays part of the conversation: fed first next turn.
@@ -372,19 +376,42 @@ export class Scheduler {
     return plan;
   }
 
+  /**
+   * The token mask of every sampling item of a constrained job (while #stepping: a cancel meanwhile is a
+   * request, read when the step is routed). A job whose mask cannot be made ends with that error and its
+   * item leaves the plan.
+   */
+  async #applyMasks(plan: BatchItem[]): Promise<BatchItem[]> {
+    const pending: Promise<void>[] = [];
+    const failed = new Set<BatchItem>();
+    for (const item of plan) {
+      item.mask = undefined;
+      const mask = item.job.req.mask;
+      if (!mask || !item.sample) continue;
+      pending.push(
+        mask().then((m) => void (item.mask = m), (e) => {
+          failed.add(item);
+          this.#finish(item.job, "error", e as Error);
+        }),
+      );
+    }
+    await Promise.all(pending);
+    return failed.size === 0 ? plan : plan.filter((item) => !failed.has(item));
+  }
+
   /** Run one step and route its results; returns the time spent in engine.step (ms). */
   async #step(plan: BatchItem[]): Promise<number> {
     const m = this.metrics;
-    const n = plan.length;
     const stepNo = ++this.#stepNo;
     let total = 0;
     let prefills = false;
-    for (let i = 0; i < n; i++) {
+    for (let i = 0; i < plan.length; i++) {
       plan[i].job.step = stepNo;
       total += plan[i].tokens.length;
       if (plan[i].kind === "prefill") prefills = true;
     }
     this.#stepping = true;
+    if (this.#constrained > 0) plan = await this.#applyMasks(plan);
     let results: StepResult[];
     const t0 = performance.now();
     try {
@@ -399,6 +426,7 @@ export class Scheduler {
     this.#stepping = false;
     this.stepResolvedAt = now;
     if (prefills) this.pacer.observe(now - t0, total);
+    const n = plan.length;
     // Phase 1 (latency path): account what was fed and hand every sampled token to its response.
     // Jobs that end here are only marked `finishing`; finishing them waits for phase 2.
     this.#routing = true;

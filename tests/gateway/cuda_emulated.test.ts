@@ -4,13 +4,15 @@
  * first) is loaded with SINKSTREAM_LIB, so the FFI binding, the gateway and the CUDA backend's host
  * code and kernels all run for real; only the device is emulated.
  *   - `deno task start --backend cuda` (gateway/main.ts as a subprocess) serves a greedy chat
- *     completion whose text equals the CPU backend's through a window small enough to evict;
+ *     completion whose text equals the CPU backend's through a window small enough to evict, and a
+ *     structured one (json_schema: token masks in the engine's sampler) that validates and equals it too;
  *   - tests/runtime/cuda_backend.test.ts, whose GPU tests are ignored without a GPU, runs against the
  *     emulated library in a subprocess and must run (not ignore) its CUDA-vs-CPU test.
  */
 import assert from "node:assert/strict";
 import { fileURLToPath } from "node:url";
 import { modelPath } from "./_gateway.ts";
+import { assertValid, PET_SCHEMA } from "./grammar/_schemas.ts";
 
 const ROOT = fileURLToPath(new URL("../../", import.meta.url));
 const EMU_LIB = `${ROOT}csrc/build/cuda-emu/libsinkstream.so`;
@@ -61,7 +63,10 @@ async function stop(child: Deno.ChildProcess) {
   await child.stderr.cancel().catch(() => {});
 }
 
-async function complete(url: string): Promise<{ text: string; usage: Record<string, number> }> {
+async function complete(
+  url: string,
+  extra: Record<string, unknown> = {},
+): Promise<{ text: string; usage: Record<string, number> }> {
   const res = await fetch(`${url}/v1/chat/completions`, {
     method: "POST",
     headers: { "content-type": "application/json" },
@@ -70,6 +75,7 @@ async function complete(url: string): Promise<{ text: string; usage: Record<stri
       messages: [{ role: "user", content: "Once upon a time" }],
       max_tokens: 60,
       temperature: 0,
+      ...extra,
     }),
   });
   assert.equal(res.status, 200, await res.clone().text());
@@ -82,13 +88,18 @@ async function completeOn(backend: "cpu" | "cuda") {
   const gw = await startGateway(backend);
   try {
     assert.match(gw.banner, new RegExp(`params, ${backend}\\)`), gw.banner);
-    return await complete(gw.url);
+    const plain = await complete(gw.url);
+    const json = await complete(gw.url, {
+      max_tokens: 300,
+      response_format: { type: "json_schema", json_schema: { name: "pet", schema: PET_SCHEMA } },
+    });
+    return { ...plain, json: json.text };
   } finally {
     await stop(gw.child);
   }
 }
 
-Deno.test("deno task start --backend cuda on the emulated CUDA backend: same greedy text as --backend cpu", async () => {
+Deno.test("deno task start --backend cuda on the emulated CUDA backend: same greedy and structured text as --backend cpu", async () => {
   await ensureEmulatedLibrary();
   const cudaOut = await completeOn("cuda");
   const cpuOut = await completeOn("cpu");
@@ -96,6 +107,8 @@ Deno.test("deno task start --backend cuda on the emulated CUDA backend: same gre
   const total = cudaOut.usage.prompt_tokens + cudaOut.usage.completion_tokens;
   assert.ok(total > 24 + 20, `${total} tokens through a 24-token cache: evictions happened`);
   assert.equal(cudaOut.text, cpuOut.text);
+  assertValid(cudaOut.json, PET_SCHEMA, "structured output on the CUDA backend");
+  assert.equal(cudaOut.json, cpuOut.json);
 });
 
 Deno.test("runtime cuda_backend tests run (not ignored) on the emulated CUDA backend and pass", async () => {

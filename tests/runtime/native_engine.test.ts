@@ -9,6 +9,7 @@ import {
 import {
   ClosedError,
   ContextFullError,
+  EmptyMaskError,
   EngineBusyError,
   InvalidArgumentError,
   IoError,
@@ -176,6 +177,53 @@ Deno.test("a bad step item fails alone: its typed error, its sequence unchanged,
   assert.throws(() => engine.createSequence({ policy: "bogus" as "dense" }), InvalidArgumentError);
   // capacity 0 means the model's context, as in C
   assert.equal(engine.stats(engine.createSequence({ capacity: 0 })).capacity, model.info.maxSeqLen);
+});
+
+Deno.test("step masks: a masked item samples only allowed ids, its neighbour as alone; bad masks fail alone", async () => {
+  using model = await loadModel(BIN);
+  using engine = await createEngine(model, { threads: 1 });
+  const V = model.info.vocabSize;
+  const words = Math.ceil(V / 32);
+  const masked = engine.createSequence();
+  const free = engine.createSequence();
+  const ref = engine.createSequence();
+  // Allowed: ids 300..399 only.
+  const mask = new Uint32Array(words);
+  for (let id = 300; id < 400; id++) mask[id >> 5] |= 1 << (id & 31);
+  let tm = 1, tf = 1, tr = 1, differs = 0;
+  for (let i = 0; i < 12; i++) {
+    const [m, f] = await engine.step([{ seq: masked, tokens: [tm], mask, logits: true }, {
+      seq: free,
+      tokens: [tf],
+    }]);
+    const [r] = await engine.step([{ seq: ref, tokens: [tr] }]);
+    assert.ok(m.token >= 300 && m.token < 400, `masked token ${m.token}`);
+    // greedy among the allowed ids by the (unmasked) logits returned
+    let best = 300;
+    for (let id = 301; id < 400; id++) if (m.logits![id] > m.logits![best]) best = id;
+    assert.equal(m.token, best);
+    let top = 0;
+    for (let id = 1; id < V; id++) if (m.logits![id] > m.logits![top]) top = id;
+    if (top !== m.token) differs++;
+    assert.equal(f.token, r.token, "the unmasked neighbour samples as alone");
+    [tm, tf, tr] = [m.token, f.token, r.token];
+  }
+  assert.ok(differs > 0, "the mask changed the choice at some step");
+  const before = engine.stats(masked);
+  const [empty, ok] = await engine.step([
+    { seq: masked, tokens: [tm], mask: new Uint32Array(words) },
+    { seq: free, tokens: [tf] },
+  ]);
+  assert.ok(
+    empty.error instanceof EmptyMaskError && empty.error.code === "SS_ERR_EMPTY_MASK",
+    `${empty.error}`,
+  );
+  assert.equal(ok.error, undefined);
+  assert.deepEqual(engine.stats(masked), before, "an item with an empty mask is not fed");
+  await assert.rejects(
+    engine.step([{ seq: masked, tokens: [tm], mask: new Uint32Array(words + 1) }]),
+    (e) => e instanceof InvalidArgumentError && e.field === "mask",
+  );
 });
 
 Deno.test("dense sequence without room: a ContextFullError for that item", async () => {

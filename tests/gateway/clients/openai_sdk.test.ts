@@ -94,9 +94,23 @@ async function exercise(client: Client): Promise<void> {
   );
   await assert.rejects(
     () =>
-      client.responses.create({ model: MODEL_NAME, input: "x", text: { format: { type: "json_object" } } }),
+      client.responses.create({
+        model: MODEL_NAME,
+        input: "x",
+        tools: [{ type: "function", name: "f", parameters: { type: "object" }, strict: true }],
+      }),
     (e: unknown) => (e as { code?: string }).code === "unsupported_parameter",
   );
+  // Structured outputs (text.format) are implemented: the output text is a JSON object.
+  const structured = await client.responses.create({
+    model: MODEL_NAME,
+    input: "x",
+    max_output_tokens: 400,
+    text: { format: { type: "json_object" } },
+  });
+  assert.equal(structured.status, "completed");
+  const value = JSON.parse(structured.output_text);
+  assert.ok(typeof value === "object" && value !== null && !Array.isArray(value), structured.output_text);
 }
 
 Deno.test("openai SDK 7 and 6: chat completions, logprobs, Responses API (chains, stream, retrieve, delete), typed errors", async () => {

@@ -22,7 +22,7 @@ Deno.test("chat completions: unsupported and unknown parameters get a 400 naming
       [{ tools: [tool] }, "unsupported_parameter", "tools"],
       [{ tool_choice: "required" }, "unsupported_parameter", "tool_choice"],
       [{ functions: [{ name: "f" }] }, "unsupported_parameter", "functions"],
-      [{ response_format: { type: "json_object" } }, "unsupported_parameter", "response_format"],
+      [{ response_format: { type: "json_object", schema: {} } }, "invalid_value", "response_format"],
       [{ n: 2 }, "unsupported_parameter", "n"],
       [{ frequency_penalty: 0.5 }, "unsupported_parameter", "frequency_penalty"],
       [{ logit_bias: { "5": 10 } }, "unsupported_parameter", "logit_bias"],

@@ -151,7 +151,7 @@ Deno.test("responses: bad requests get typed 400s, unsupported parameters named"
     const cases: [Json, string, string | null][] = [
       [{}, "invalid_value", "input"],
       [{ input: "x", tools: [{ type: "function", name: "f" }] }, "unsupported_parameter", "tools"],
-      [{ input: "x", text: { format: { type: "json_object" } } }, "unsupported_parameter", "text.format"],
+      [{ input: "x", text: { format: { type: "json_schema" } } }, "invalid_value", "text.format.name"],
       [{ input: "x", include: ["reasoning.encrypted_content"] }, "unsupported_parameter", "include"],
       [{ input: "x", background: true }, "unsupported_parameter", "background"],
       [
