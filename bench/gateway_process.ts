@@ -45,7 +45,7 @@ export interface GatewayProcess {
 }
 
 /**
- * The arguments of `deno task start` after `deno` (deno.json owns the command, V8 flags included: D70),
+ * The arguments of `deno task start` after `deno` (deno.json owns the command, V8 flags included: D54),
  * e.g. ["run", "-A", "--v8-flags=...", "gateway/main.ts"].
  */
 export function startTaskArgs(): string[] {

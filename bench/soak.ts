@@ -27,7 +27,7 @@
  * ~1 GB in all at worst. Then garbage: 250 KB items pass through as frames, strings, parsed events and
  * echoes, and V8 collects the old generation only once it has grown by a factor of the live size. With
  * V8's own factor the 10-minute run peaked at 2124 MB (682 MB at the end); the start task now sets it to
- * 1.25 (docs/decisions.md D70), which keeps peaks near 1.25x the live size. A limit that stops holding grows
+ * 1.25 (docs/decisions.md D54), which keeps peaks near 1.25x the live size. A limit that stops holding grows
  * past 2 GB within minutes (the gateway without input limits reached 4.5 GB on one client's 200 items).
  */
 import { parseArgs } from "node:util";
