@@ -11,8 +11,12 @@ export class RecordingSocket implements SessionSocket {
   readyState = 1;
   bufferedAmount = 0;
   events: Event[] = [];
+  /** Called after each event is recorded, synchronously (e.g. to fill the buffer at an exact point). */
+  onEvent: ((e: Event) => void) | null = null;
   send(data: string) {
-    this.events.push(JSON.parse(data));
+    const e = JSON.parse(data);
+    this.events.push(e);
+    this.onEvent?.(e);
   }
   close() {
     this.readyState = 3;

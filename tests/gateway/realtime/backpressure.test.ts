@@ -26,10 +26,15 @@ Deno.test("backpressure: a non-reading client pauses only its own session", asyn
   try {
     slow.attach(slowSock);
     fast.attach(fastSock);
+    // The slow session produces a little, then its buffer "fills": at its second delta, synchronously (a
+    // polling test could see the whole response finish first on a busy machine).
+    slowSock.onEvent = (e) => {
+      if (e.type === "response.output_text.delta" && slowSock.count(e.type) === 2) {
+        slowSock.bufferedAmount = 1_000_000;
+      }
+    };
     turn(slow, "Once upon a time", 40);
-    // Let the slow session produce a little, then its buffer "fills".
     while (slowSock.count("response.output_text.delta") < 2) await new Promise((r) => setTimeout(r, 1));
-    slowSock.bufferedAmount = 1_000_000;
     const before = slowSock.count("response.output_text.delta");
     turn(fast, "Lily went to the park", 40);
     while (fastSock.count("response.done") === 0) await new Promise((r) => setTimeout(r, 2));
