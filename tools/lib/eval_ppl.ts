@@ -157,13 +157,15 @@ async function recomputeNlls(
 /**
  * In-distribution text for a model: stories sampled independently from BOS (temperature 1, each in a
  * fresh dense sequence, until EOS or 400 tokens), concatenated into one stream that starts with a single
- * BOS (with bosBetween, each story keeps its BOS). Decision D12.
+ * BOS (with bosBetween, each story keeps its BOS; with eosBetween, a story that ended with EOS keeps it,
+ * the layout of a model trained on EOS-separated packed text, tools/train/). Decision D12.
  */
 export async function sampleStream(
   modelPath: string,
   n: number,
   seed: number,
   bosBetween = false,
+  eosBetween = false,
 ): Promise<number[]> {
   await ensureNativeLibrary();
   using model = await loadModel(modelPath);
@@ -184,7 +186,10 @@ export async function sampleStream(
       const [r] = await engine.step([{ seq, tokens: [tok] }]);
       if (r.error) throw r.error;
       tok = r.token;
-      if (tok === eos) break;
+      if (tok === eos) {
+        if (eosBetween && stream.length < n) stream.push(eos);
+        break;
+      }
     }
     engine.freeSequence(seq);
   }
